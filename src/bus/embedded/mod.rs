@@ -1,0 +1,279 @@
+//! The embedded bus: durable topics, partitions and consumer groups in one
+//! SQLite file (WAL mode) under the data directory. Several processes on one
+//! host may share it; group membership and partition leases live in the same
+//! file (see [`consumer`]).
+
+mod consumer;
+mod store;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::Notify;
+
+pub use consumer::EmbeddedConsumer;
+
+use super::{partition::partition_for, BusError, Delivery, ReadFrom, TopicPartition};
+use crate::config::EmbeddedBusConfig;
+use crate::event::Record;
+
+pub(crate) struct Shared {
+    dir: PathBuf,
+    cfg: EmbeddedBusConfig,
+    notify: Arc<Notify>,
+}
+
+pub struct EmbeddedBus {
+    shared: Arc<Shared>,
+    conn: Arc<Mutex<Connection>>,
+    round_robin: AtomicU32,
+}
+
+/// Runs SQLite work off the async runtime.
+pub(crate) async fn blocking<T: Send + 'static>(
+    conn: &Arc<Mutex<Connection>>,
+    f: impl FnOnce(&mut Connection) -> Result<T, BusError> + Send + 'static,
+) -> Result<T, BusError> {
+    let conn = conn.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    })
+    .await
+    .map_err(|e| BusError::Task(e.to_string()))?
+}
+
+impl EmbeddedBus {
+    pub fn open(dir: &Path, cfg: EmbeddedBusConfig) -> Result<EmbeddedBus, BusError> {
+        let conn = store::open(dir, cfg.sync)?;
+        Ok(EmbeddedBus {
+            shared: Arc::new(Shared { dir: dir.to_path_buf(), notify: store::notifier(dir), cfg }),
+            conn: Arc::new(Mutex::new(conn)),
+            round_robin: AtomicU32::new(0),
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> BusError + Clone + Send + 'static {
+        let path = self.shared.dir.join(store::FILE_NAME);
+        move |e| store::store_err(&path, e)
+    }
+
+    pub async fn ensure_topic(&self, topic: &str, retained: bool) -> Result<u32, BusError> {
+        let (topic, err, parts) = (topic.to_string(), self.err(), self.shared.cfg.partitions);
+        blocking(&self.conn, move |c| ensure_topic(c, &topic, parts, retained).map_err(err)).await
+    }
+
+    pub async fn publish(&self, topic: &str, records: Vec<Record>) -> Result<Vec<(u32, u64)>, BusError> {
+        let (topic, err, parts) = (topic.to_string(), self.err(), self.shared.cfg.partitions);
+        let rr = self.round_robin.fetch_add(records.len() as u32, Ordering::Relaxed);
+        let out = blocking(&self.conn, move |c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(&err)?;
+            let n = ensure_topic(&tx, &topic, parts, true).map_err(&err)?;
+            let out = append(&tx, &topic, n, records, rr).map_err(&err)?;
+            tx.commit().map_err(&err)?;
+            Ok(out)
+        })
+        .await?;
+        self.shared.notify.notify_waiters();
+        Ok(out)
+    }
+
+    pub async fn consumer(&self, group: &str, topics: &[String]) -> Result<EmbeddedConsumer, BusError> {
+        EmbeddedConsumer::join(self.shared.clone(), group, topics).await
+    }
+
+    pub async fn topics(&self) -> Result<Vec<(String, u32)>, BusError> {
+        let err = self.err();
+        blocking(&self.conn, move |c| {
+            let mut st = c.prepare("SELECT name, partitions FROM topics ORDER BY name").map_err(&err)?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(&err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(&err)
+        })
+        .await
+    }
+
+    pub async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, BusError> {
+        let (t, err) = (topic.to_string(), self.err());
+        blocking(&self.conn, move |c| {
+            let n: Option<u32> = c
+                .query_row("SELECT partitions FROM topics WHERE name = ?1", [&t], |r| r.get(0))
+                .optional()
+                .map_err(&err)?;
+            let n = n.ok_or_else(|| BusError::NoSuchTopic(t.clone()))?;
+            (0..n).map(|p| head(c, &t, p).map_err(&err)).collect()
+        })
+        .await
+    }
+
+    pub async fn read(&self, topic: &str, from: ReadFrom, max: usize) -> Result<Vec<Delivery>, BusError> {
+        let mut f = self.follow(topic, from).await?;
+        let mut out = Vec::new();
+        loop {
+            let batch = f.next_batch(max - out.len(), Duration::ZERO).await?;
+            if batch.is_empty() || out.len() >= max {
+                break;
+            }
+            out.extend(batch);
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    pub async fn follow(&self, topic: &str, from: ReadFrom) -> Result<EmbeddedFollower, BusError> {
+        let (t, err) = (topic.to_string(), self.err());
+        let positions = blocking(&self.conn, move |c| {
+            let n: Option<u32> = c
+                .query_row("SELECT partitions FROM topics WHERE name = ?1", [&t], |r| r.get(0))
+                .optional()
+                .map_err(&err)?;
+            let n = n.ok_or_else(|| BusError::NoSuchTopic(t.clone()))?;
+            let mut pos = Vec::new();
+            for p in 0..n {
+                let off = match from {
+                    ReadFrom::Beginning => 0,
+                    ReadFrom::End => head(c, &t, p).map_err(&err)?,
+                };
+                pos.push(off);
+            }
+            Ok(pos)
+        })
+        .await?;
+        Ok(EmbeddedFollower {
+            topic: topic.to_string(),
+            positions,
+            conn: self.conn.clone(),
+            path: self.shared.dir.join(store::FILE_NAME),
+            notify: self.shared.notify.clone(),
+            poll: self.shared.cfg.poll_interval,
+        })
+    }
+}
+
+/// Creates the topic if missing; returns its partition count.
+fn ensure_topic(c: &Connection, topic: &str, partitions: u32, retained: bool) -> rusqlite::Result<u32> {
+    let mut st = c.prepare_cached("SELECT partitions FROM topics WHERE name = ?1")?;
+    if let Some(n) = st.query_row([topic], |r| r.get::<_, u32>(0)).optional()? {
+        return Ok(n);
+    }
+    c.execute(
+        "INSERT OR IGNORE INTO topics(name, partitions, retained) VALUES (?1, ?2, ?3)",
+        params![topic, partitions, retained as i64],
+    )?;
+    st.query_row([topic], |r| r.get::<_, u32>(0))
+}
+
+fn head(c: &Connection, topic: &str, part: u32) -> rusqlite::Result<u64> {
+    let mut st = c.prepare_cached("SELECT next_offset FROM heads WHERE topic = ?1 AND part = ?2")?;
+    Ok(st.query_row(params![topic, part], |r| r.get::<_, i64>(0)).optional()?.unwrap_or(0) as u64)
+}
+
+/// Appends records inside the caller's transaction.
+pub(crate) fn append(
+    c: &Connection,
+    topic: &str,
+    partitions: u32,
+    records: Vec<Record>,
+    round_robin: u32,
+) -> rusqlite::Result<Vec<(u32, u64)>> {
+    let ts = store::now_ms();
+    let mut heads: HashMap<u32, u64> = HashMap::new();
+    let mut out = Vec::with_capacity(records.len());
+    let mut ins = c.prepare_cached(
+        "INSERT INTO records(topic, part, off, ts, key, headers, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for (i, r) in records.into_iter().enumerate() {
+        let part = match &r.key {
+            Some(k) => partition_for(k, partitions),
+            None => round_robin.wrapping_add(i as u32) % partitions,
+        };
+        let off = match heads.get(&part) {
+            Some(o) => *o,
+            None => head(c, topic, part)?,
+        };
+        ins.execute(params![topic, part, off as i64, ts, r.key, store::encode_headers(&r.headers), r.value])?;
+        heads.insert(part, off + 1);
+        out.push((part, off));
+    }
+    let mut up = c.prepare_cached(
+        "INSERT INTO heads(topic, part, next_offset) VALUES (?1, ?2, ?3)
+         ON CONFLICT(topic, part) DO UPDATE SET next_offset = excluded.next_offset",
+    )?;
+    for (part, next) in heads {
+        up.execute(params![topic, part, next as i64])?;
+    }
+    Ok(out)
+}
+
+/// Reads up to `max` records of one partition from `from`.
+pub(crate) fn fetch(
+    c: &Connection,
+    tp: &TopicPartition,
+    from: u64,
+    max: usize,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let mut st = c.prepare_cached(
+        "SELECT off, ts, key, headers, value FROM records
+         WHERE topic = ?1 AND part = ?2 AND off >= ?3 ORDER BY off LIMIT ?4",
+    )?;
+    let rows = st.query_map(params![tp.topic, tp.partition, from as i64, max as i64], |r| {
+        Ok(Delivery {
+            tp: tp.clone(),
+            offset: r.get::<_, i64>(0)? as u64,
+            timestamp_ms: r.get(1)?,
+            record: Record {
+                key: r.get(2)?,
+                headers: store::decode_headers(&r.get::<_, Vec<u8>>(3)?),
+                value: r.get(4)?,
+            },
+            attempts: None,
+        })
+    })?;
+    rows.collect()
+}
+
+/// A group-less reader of one topic, for `tail` and the dead-letter tools.
+pub struct EmbeddedFollower {
+    topic: String,
+    positions: Vec<u64>,
+    conn: Arc<Mutex<Connection>>,
+    path: PathBuf,
+    notify: Arc<Notify>,
+    poll: Duration,
+}
+
+impl EmbeddedFollower {
+    pub async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let notified = self.notify.notified();
+            let (topic, positions, path) = (self.topic.clone(), self.positions.clone(), self.path.clone());
+            let batch = blocking(&self.conn, move |c| {
+                let mut out = Vec::new();
+                for (p, from) in positions.iter().enumerate() {
+                    if out.len() >= max {
+                        break;
+                    }
+                    let tp = TopicPartition { topic: topic.clone(), partition: p as u32 };
+                    out.extend(fetch(c, &tp, *from, max - out.len()).map_err(|e| store::store_err(&path, e))?);
+                }
+                Ok(out)
+            })
+            .await?;
+            for d in &batch {
+                self.positions[d.tp.partition as usize] = d.offset + 1;
+            }
+            let now = tokio::time::Instant::now();
+            if !batch.is_empty() || now >= deadline {
+                return Ok(batch);
+            }
+            let nap = self.poll.max(Duration::from_millis(5)).min(deadline - now);
+            let _ = tokio::time::timeout(nap, notified).await;
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The bus: topics with partitions, keys, consumer groups, committed offsets
+//! and headers. One API, one enum of backends that delegates by `match`.
+//!
+//! A consumer's commit carries everything that must move together with the
+//! group's position: the offsets, the retry attempt state of events still
+//! being retried, and the dead letters that let the position move past a
+//! failed event. A backend makes these durable atomically (embedded: one
+//! SQLite transaction) or in the order that keeps the at-least-once promise.
+
+pub mod embedded;
+pub mod partition;
+
+use std::time::Duration;
+
+use crate::config::{BusKind, Config};
+use crate::error::{Classify, ErrorClass};
+use crate::event::Record;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("embedded bus store {path}: {source}")]
+    Store { path: String, source: rusqlite::Error },
+    #[error("embedded bus store busy: {0}")]
+    Busy(rusqlite::Error),
+    #[error("cannot open data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("topic `{0}` does not exist")]
+    NoSuchTopic(String),
+    #[error("partition {partition} out of range for topic `{topic}` ({partitions} partitions)")]
+    BadPartition { topic: String, partition: u32, partitions: u32 },
+    #[error("bus task failed: {0}")]
+    Task(String),
+}
+
+impl Classify for BusError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            BusError::Busy(_) | BusError::Task(_) => ErrorClass::Transient,
+            BusError::NoSuchTopic(_) | BusError::BadPartition { .. } => ErrorClass::Permanent,
+            // A store that fails for any other reason (disk gone, corrupt file)
+            // cannot be trusted with the group's position.
+            BusError::Store { .. } | BusError::DataDir { .. } => ErrorClass::Fatal,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            BusError::Store { .. } => "bus_store",
+            BusError::Busy(_) => "bus_busy",
+            BusError::DataDir { .. } => "data_dir",
+            BusError::NoSuchTopic(_) => "no_such_topic",
+            BusError::BadPartition { .. } => "bad_partition",
+            BusError::Task(_) => "bus_task",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+/// A record read from the bus, with where it was read and its retry state.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub tp: TopicPartition,
+    pub offset: u64,
+    /// Milliseconds since the epoch when the bus accepted it.
+    pub timestamp_ms: i64,
+    pub record: Record,
+    /// Attempt state persisted by an earlier owner of the partition (or an
+    /// earlier life of this one), so retries resume instead of restarting.
+    pub attempts: Option<AttemptState>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptState {
+    pub attempts: u32,
+    pub first_failure_ms: i64,
+    pub last_failure_ms: i64,
+}
+
+/// What moves together with the group's position.
+#[derive(Debug, Default, Clone)]
+pub struct Commit {
+    /// Next offset to read, per partition: everything before it is handled.
+    pub offsets: Vec<(TopicPartition, u64)>,
+    /// Attempt state of events being retried (upserted).
+    pub attempts: Vec<(TopicPartition, u64, AttemptState)>,
+    /// Dead letters, written before (or with) the offsets that pass them.
+    pub dead_letters: Vec<DeadLetterWrite>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeadLetterWrite {
+    /// Where the failed record was read; not written if that partition is fenced.
+    pub origin: TopicPartition,
+    /// The dead-letter topic.
+    pub topic: String,
+    pub record: Record,
+}
+
+/// Partitions whose commit was refused because another member owns them
+/// now (a newer lease generation). Their in-flight work must be dropped.
+#[derive(Debug, Default)]
+pub struct CommitOutcome {
+    pub fenced: Vec<TopicPartition>,
+}
+
+#[derive(Debug, Default)]
+pub struct Polled {
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Rebalance {
+    pub assigned: Vec<TopicPartition>,
+    pub revoked: Vec<TopicPartition>,
+}
+
+/// Where a group-less reader (`tail`, `dlq list`) starts.
+#[derive(Debug, Clone, Copy)]
+pub enum ReadFrom {
+    Beginning,
+    End,
+}
+
+pub enum Bus {
+    Embedded(embedded::EmbeddedBus),
+}
+
+impl Bus {
+    pub fn open(config: &Config) -> Result<Bus, BusError> {
+        match config.bus.kind {
+            BusKind::Embedded => Ok(Bus::Embedded(embedded::EmbeddedBus::open(
+                &config.data_dir,
+                config.bus.embedded.clone(),
+            )?)),
+        }
+    }
+
+    /// Appends records; returns once they are durable. Keys choose the
+    /// partition with murmur2; a keyless record goes round-robin.
+    pub async fn publish(&self, topic: &str, records: Vec<Record>) -> Result<Vec<(u32, u64)>, BusError> {
+        match self {
+            Bus::Embedded(b) => b.publish(topic, records).await,
+        }
+    }
+
+    /// Creates a topic if it is missing. `retained = false` exempts it from
+    /// retention (dead-letter topics).
+    pub async fn ensure_topic(&self, topic: &str, retained: bool) -> Result<u32, BusError> {
+        match self {
+            Bus::Embedded(b) => b.ensure_topic(topic, retained).await,
+        }
+    }
+
+    pub async fn consumer(&self, group: &str, topics: &[String]) -> Result<Consumer, BusError> {
+        match self {
+            Bus::Embedded(b) => Ok(Consumer::Embedded(b.consumer(group, topics).await?)),
+        }
+    }
+
+    /// Reads a topic without a group, in partition then offset order.
+    pub async fn read(&self, topic: &str, from: ReadFrom, max: usize) -> Result<Vec<Delivery>, BusError> {
+        match self {
+            Bus::Embedded(b) => b.read(topic, from, max).await,
+        }
+    }
+
+    /// A reader that follows a topic from `from` (for `tail`).
+    pub async fn follow(&self, topic: &str, from: ReadFrom) -> Result<Follower, BusError> {
+        match self {
+            Bus::Embedded(b) => Ok(Follower::Embedded(b.follow(topic, from).await?)),
+        }
+    }
+
+    /// The next offset of each partition of `topic` (its high watermark).
+    pub async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, BusError> {
+        match self {
+            Bus::Embedded(b) => b.end_offsets(topic).await,
+        }
+    }
+
+    pub async fn topics(&self) -> Result<Vec<(String, u32)>, BusError> {
+        match self {
+            Bus::Embedded(b) => b.topics().await,
+        }
+    }
+}
+
+pub enum Consumer {
+    Embedded(embedded::EmbeddedConsumer),
+}
+
+impl Consumer {
+    /// Returns up to `max` records from owned partitions, waiting at most
+    /// `wait` for the first.
+    pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled, BusError> {
+        match self {
+            Consumer::Embedded(c) => c.poll(max, wait).await,
+        }
+    }
+
+    pub async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, BusError> {
+        match self {
+            Consumer::Embedded(c) => c.commit(commit).await,
+        }
+    }
+
+    /// Heartbeat and rebalance, if due. Call it often; it is cheap when not due.
+    pub async fn maintain(&mut self) -> Result<Rebalance, BusError> {
+        match self {
+            Consumer::Embedded(c) => c.maintain(false).await,
+        }
+    }
+
+    /// The partitions this member owns now.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        match self {
+            Consumer::Embedded(c) => c.assignment(),
+        }
+    }
+
+    /// Fetch `tp` again from `offset` (after a fenced commit, or to re-read).
+    pub fn seek(&mut self, tp: &TopicPartition, offset: u64) {
+        match self {
+            Consumer::Embedded(c) => c.seek(tp, offset),
+        }
+    }
+
+    pub fn member_id(&self) -> &str {
+        match self {
+            Consumer::Embedded(c) => c.member_id(),
+        }
+    }
+
+    /// Leaves the group, releasing partitions so others take them at once.
+    pub async fn close(self) -> Result<(), BusError> {
+        match self {
+            Consumer::Embedded(c) => c.close().await,
+        }
+    }
+}
+
+pub enum Follower {
+    Embedded(embedded::EmbeddedFollower),
+}
+
+impl Follower {
+    pub async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        match self {
+            Follower::Embedded(f) => f.next_batch(max, wait).await,
+        }
+    }
+}

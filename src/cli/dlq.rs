@@ -1,0 +1,129 @@
+//! `dlq list` and `dlq show`: what was dead-lettered and why.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use chrono::{DateTime, Utc};
+use modelbus::bus::{Bus, ReadFrom};
+use modelbus::dead_letter::{DeadLetter, Filter};
+
+use super::load_config;
+
+#[derive(clap::Subcommand)]
+pub enum DlqCommand {
+    /// List dead letters, newest last, with counts by stage and reason.
+    List {
+        #[command(flatten)]
+        sel: Selection,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one dead letter: its failure attributes and the original record.
+    Show {
+        /// The dead letter's id (`dlid`).
+        id: String,
+        #[arg(long, short, default_value = "modelbus.toml")]
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct Selection {
+    #[arg(long, short, default_value = "modelbus.toml")]
+    config: PathBuf,
+    /// Dead-letter topic (default: every worker's).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Only this worker's.
+    #[arg(long)]
+    worker: Option<String>,
+    /// Only this stage: decode, validate, features, infer, emit.
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only this error class: permanent or transient.
+    #[arg(long)]
+    class: Option<String>,
+    /// Only failures at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<DateTime<Utc>>,
+    /// Only failures at or before this RFC 3339 time.
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+}
+
+async fn read_all(config: &modelbus::config::Config, topic: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
+    let bus = Bus::open(config)?;
+    let mut topics: Vec<String> = match topic {
+        Some(t) => vec![t.to_string()],
+        None => config.workers.iter().map(|w| w.dead_letter_topic()).collect(),
+    };
+    topics.sort();
+    topics.dedup();
+    let existing: Vec<String> = bus.topics().await?.into_iter().map(|(t, _)| t).collect();
+    let mut out = Vec::new();
+    for t in topics.iter().filter(|t| existing.contains(t)) {
+        for d in bus.read(t, ReadFrom::Beginning, usize::MAX).await? {
+            if let Some(dl) = DeadLetter::from_record(d.record, d.tp.partition, d.offset) {
+                out.push(dl);
+            }
+        }
+    }
+    out.sort_by_key(|d| d.last_failure());
+    Ok(out)
+}
+
+pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DlqCommand::List { sel, json } => {
+            let config = load_config(&sel.config)?;
+            let filter = Filter {
+                worker: sel.worker.clone(),
+                stage: sel.stage.clone(),
+                class: sel.class.clone(),
+                since: sel.since,
+                until: sel.until,
+            };
+            let all = read_all(&config, sel.topic.as_deref()).await?;
+            let picked: Vec<&DeadLetter> = all.iter().filter(|d| filter.matches(d)).collect();
+            let mut by_reason: BTreeMap<(String, String), usize> = BTreeMap::new();
+            for d in &picked {
+                if json {
+                    println!("{}", serde_json::to_string(&d.attrs)?);
+                } else {
+                    println!(
+                        "{}  {:<8} {:<9} {:<28} attempts={} {}/{}@{}  {}",
+                        d.id(),
+                        d.attr("dlstage"),
+                        d.attr("dlclass"),
+                        d.attr("dlcode"),
+                        d.attr("dlattempts"),
+                        d.attr("dltopic"),
+                        d.attr("dlpartition"),
+                        d.attr("dloffset"),
+                        d.attr("dllastfailure"),
+                    );
+                }
+                *by_reason.entry((d.attr("dlstage").into(), d.attr("dlcode").into())).or_default() += 1;
+            }
+            if !json {
+                println!("\n{} dead letter(s)", picked.len());
+                for ((stage, code), n) in by_reason {
+                    println!("  {n:>6}  {stage:<9} {code}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Show { id, config } => {
+            let config = load_config(&config)?;
+            let all = read_all(&config, None).await?;
+            let Some(d) = all.iter().rev().find(|d| d.id() == id) else {
+                bail!("no dead letter with id `{id}`")
+            };
+            println!("{}", serde_json::to_string_pretty(&d.to_json())?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Subcommand implementations, one file per command family.
+
+pub mod dlq;
+pub mod publish;
+pub mod run;
+pub mod schema;
+pub mod tail;
+
+use std::path::Path;
+
+use anyhow::Context;
+use modelbus::config::Config;
+
+/// Loads a config or returns every problem found in it.
+pub fn load_config(path: &Path) -> anyhow::Result<Config> {
+    modelbus::config::load(path).map_err(|e| anyhow::anyhow!("{e}")).context("invalid config")
+}

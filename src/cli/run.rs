@@ -1,0 +1,52 @@
+//! `run`, `validate` and `features load`.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use modelbus::app::{cancel_on_signals, App};
+use tokio_util::sync::CancellationToken;
+
+use super::load_config;
+
+pub async fn run(config: &Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    let app = App::load(config).await?;
+    let workers = app.workers().await?;
+    if workers.is_empty() {
+        anyhow::bail!("the config declares no workers");
+    }
+    let token = CancellationToken::new();
+    cancel_on_signals(token.clone());
+    App::run(workers, token).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn validate(path: &Path, deep: bool) -> anyhow::Result<ExitCode> {
+    match modelbus::config::load(path) {
+        Err(e) => {
+            eprint!("{e}");
+            Ok(ExitCode::from(2))
+        }
+        Ok(config) => {
+            if deep {
+                let app = App::load(config).await?;
+                app.workers().await?;
+            }
+            println!("{}: ok", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub fn features_load(config: &Path, store: &str, file: &Path) -> anyhow::Result<ExitCode> {
+    let config = load_config(config)?;
+    if !config.feature_stores.contains_key(store) {
+        anyhow::bail!(
+            "no feature store `{store}` in the config (it has: {})",
+            config.feature_stores.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let n = modelbus::features::embedded::load_csv(&config.data_dir, store, file)?;
+    println!("loaded {n} entities into feature store `{store}`");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,147 @@
+//! `modelbus demo`: the claims example end to end, with no set-up. It writes
+//! the built-in example to a fresh directory, loads the customers feature
+//! store, starts the worker in-process on the embedded bus, publishes a few
+//! thousand synthetic claims (a few deliberately bad) at a steady rate, and
+//! prints what happened: results, dead letters by reason, throughput,
+//! end-to-end latency, and the commands to look further.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::App;
+use crate::example::{self, Generator, Kind};
+
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// How many events to publish.
+    #[arg(long, default_value_t = 5000)]
+    pub events: usize,
+    /// Offered rate, events per second.
+    #[arg(long, default_value_t = 5000)]
+    pub rate: u64,
+    /// Fraction of events that are deliberately bad.
+    #[arg(long, default_value_t = 0.01)]
+    pub bad_fraction: f64,
+    /// Directory to run in (default: a new temporary directory, kept afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => tempfile::Builder::new().prefix("modelbus-demo-").tempdir()?.keep(),
+    };
+    let config_path = example::write_to(&dir).context("writing the claims example")?;
+    println!("modelbus demo — claims example in {}", dir.display());
+    let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let n = crate::features::embedded::load_csv(&config.data_dir, example::STORE, &dir.join("features/customers.csv"))?;
+    println!("  loaded {n} customers into feature store `{}`", example::STORE);
+
+    let t_load = Instant::now();
+    let app = App::load(config).await?;
+    let model = app.models.values().next().context("no model")?;
+    println!(
+        "  model `{}` version {} loaded and golden-checked in {:.0} ms (sha256 {}…)",
+        model.name,
+        model.version,
+        t_load.elapsed().as_secs_f64() * 1e3,
+        &model.sha256[..12]
+    );
+    let workers = app.workers().await?;
+    let stats = workers[0].stats.clone();
+    let token = CancellationToken::new();
+    let running = tokio::spawn(App::run(workers, token.clone()));
+
+    let bar = ProgressBar::new(args.events as u64);
+    bar.set_style(
+        ProgressStyle::with_template("  {bar:40.cyan/blue} {pos}/{len} handled  {per_sec}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut generator = Generator::new(42, args.bad_fraction);
+    let mut bad = std::collections::BTreeMap::<&str, usize>::new();
+    let start = Instant::now();
+    let tick = Duration::from_millis(10);
+    let per_tick = ((args.rate as f64) * tick.as_secs_f64()).max(1.0) as usize;
+    let mut sent = 0;
+    while sent < args.events {
+        let k = per_tick.min(args.events - sent);
+        let scheduled = start + tick * (sent / per_tick) as u32;
+        tokio::time::sleep_until(scheduled.into()).await;
+        let now = chrono::Utc::now();
+        let mut batch = Vec::with_capacity(k);
+        for _ in 0..k {
+            let (kind, rec) = generator.next(now);
+            if kind != Kind::Good {
+                *bad.entry(kind_name(kind)).or_default() += 1;
+            }
+            batch.push(rec);
+        }
+        app.bus.publish(example::INPUT_TOPIC, batch).await?;
+        sent += k;
+        bar.set_position(handled(&stats));
+    }
+    let publish_secs = start.elapsed().as_secs_f64();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while handled(&stats) < args.events as u64 && Instant::now() < deadline {
+        bar.set_position(handled(&stats));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    bar.set_position(handled(&stats));
+    bar.finish();
+    token.cancel();
+    running.await??;
+
+    let results = stats.results.load(Ordering::Relaxed);
+    let dead: u64 = stats.dead_letter_total();
+    let h = stats.latency_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    println!();
+    println!("  published      {} events in {:.2} s ({} deliberately bad)", args.events, publish_secs, bad.values().sum::<usize>());
+    println!("  results        {results} RiskScored events on topic `{}`", example::RESULT_TOPIC);
+    println!("  dead letters   {dead} on topic `{}.dlq`", example::INPUT_TOPIC);
+    for ((stage, code), count) in stats.dead_letters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        println!("                 {count:>5}  {stage:<9} {code}");
+    }
+    println!("  throughput     {:.0} events/s (offered {} events/s)", (results + dead) as f64 / elapsed, args.rate);
+    println!(
+        "  latency        p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms (event time → result accepted)",
+        h.value_at_quantile(0.50) as f64 / 1e3,
+        h.value_at_quantile(0.99) as f64 / 1e3,
+        h.max() as f64 / 1e3
+    );
+    if results + dead < args.events as u64 {
+        println!("  WARNING        {} events were not handled within the deadline", args.events as u64 - results - dead);
+    }
+    let cfg = config_path.display();
+    println!();
+    println!("  look further:");
+    println!("    modelbus tail {} --config {cfg} --from-beginning --count 5", example::RESULT_TOPIC);
+    println!("    modelbus dlq list --config {cfg}");
+    println!("    modelbus dlq show <dlid> --config {cfg}");
+    println!("    modelbus run --config {cfg}     # then publish more with `modelbus publish --config {cfg}`");
+    if results + dead < args.events as u64 {
+        anyhow::bail!("demo incomplete");
+    }
+    Ok(())
+}
+
+fn handled(stats: &Arc<crate::telemetry::WorkerStats>) -> u64 {
+    stats.results.load(Ordering::Relaxed) + stats.dead_letter_total()
+}
+
+fn kind_name(k: Kind) -> &'static str {
+    match k {
+        Kind::Good => "good",
+        Kind::Garbage => "garbage",
+        Kind::MissingAttribute => "missing_attribute",
+        Kind::SchemaInvalid => "schema_invalid",
+        Kind::UnknownCustomer => "unknown_customer",
+    }
+}

@@ -1,0 +1,464 @@
+//! The event envelope: CloudEvents 1.0 attributes plus the W3C trace-context
+//! extension, and its mapping to and from the raw bus [`Record`].
+//!
+//! The bus carries raw records (key, headers, value bytes) so that input that
+//! is not even a CloudEvent still travels and can be dead-lettered intact.
+//! Every bus uses the binary content mode: attributes are `ce_<name>` headers
+//! and the value is the data. Structured mode (`application/cloudevents+json`)
+//! is accepted on read. Ids, times and trace context are generated when an
+//! event is *published*, never when it is consumed, so a redelivery cannot
+//! change an event's identity.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Classify, ErrorClass};
+
+/// Header prefix of CloudEvents attributes in binary content mode.
+pub const CE_PREFIX: &str = "ce_";
+pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+
+/// One raw record as every bus carries it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub value: Vec<u8>,
+}
+
+impl Record {
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+    }
+
+    pub fn header_str(&self, name: &str) -> Option<&str> {
+        self.header(name).and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// Sets a header, replacing any earlier value of the same name.
+    pub fn set_header(&mut self, name: &str, value: impl Into<Vec<u8>>) {
+        let value = value.into();
+        match self.headers.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.headers.push((name.to_string(), value)),
+        }
+    }
+
+    /// Approximate size in bytes, for payload limits.
+    pub fn size(&self) -> usize {
+        self.value.len()
+            + self.key.as_ref().map_or(0, |k| k.len())
+            + self.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    #[error("missing required CloudEvents attribute `{0}`")]
+    MissingAttribute(&'static str),
+    #[error("unsupported specversion `{0}` (expected 1.0)")]
+    SpecVersion(String),
+    #[error("attribute `{name}` is invalid: {reason}")]
+    InvalidAttribute { name: String, reason: String },
+    #[error("data is not valid JSON: {0}")]
+    DataNotJson(String),
+    #[error("structured-mode event is not a JSON object: {0}")]
+    NotAnObject(String),
+}
+
+impl Classify for EventError {
+    fn class(&self) -> ErrorClass {
+        // Decoding is deterministic: the same bytes fail the same way forever.
+        ErrorClass::Permanent
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            EventError::MissingAttribute(_) => "missing_attribute",
+            EventError::SpecVersion(_) => "bad_specversion",
+            EventError::InvalidAttribute { .. } => "invalid_attribute",
+            EventError::DataNotJson(_) => "malformed_json",
+            EventError::NotAnObject(_) => "malformed_json",
+        }
+    }
+}
+
+/// A decoded CloudEvent whose data is JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub id: String,
+    pub source: String,
+    pub ty: String,
+    pub time: DateTime<Utc>,
+    pub subject: Option<String>,
+    pub datacontenttype: Option<String>,
+    pub dataschema: Option<String>,
+    pub traceparent: TraceParent,
+    pub tracestate: Option<String>,
+    /// Other extension attributes (`causationid`, `partitionkey`, `dl*`...).
+    pub extensions: BTreeMap<String, String>,
+    pub data: Value,
+}
+
+const CORE: &[&str] = &[
+    "id", "source", "type", "specversion", "time", "subject", "datacontenttype", "dataschema",
+    "traceparent", "tracestate",
+];
+
+impl Event {
+    /// Builds an event from a structured-mode JSON object, filling in `id`,
+    /// `time` and `traceparent` when the producer omitted them. This is the
+    /// publish path: the only place identities are generated.
+    pub fn from_structured_for_publish(obj: Value) -> Result<Event, EventError> {
+        let Value::Object(mut map) = obj else {
+            return Err(EventError::NotAnObject("expected a JSON object".into()));
+        };
+        if !map.contains_key("id") {
+            map.insert("id".into(), Value::String(uuid::Uuid::now_v7().to_string()));
+        }
+        if !map.contains_key("time") {
+            map.insert("time".into(), Value::String(format_time(Utc::now())));
+        }
+        if !map.contains_key("traceparent") {
+            map.insert("traceparent".into(), Value::String(TraceParent::generate().to_string()));
+        }
+        map.entry("specversion").or_insert(Value::String("1.0".into()));
+        Self::from_structured(map)
+    }
+
+    /// Parses a complete structured-mode event; nothing is generated.
+    pub fn from_structured(mut map: Map<String, Value>) -> Result<Event, EventError> {
+        let mut take = |name: &'static str| -> Result<Option<String>, EventError> {
+            match map.remove(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s)),
+                Some(other) => Err(EventError::InvalidAttribute {
+                    name: name.into(),
+                    reason: format!("expected a string, got {other}"),
+                }),
+            }
+        };
+        let id = take("id")?.ok_or(EventError::MissingAttribute("id"))?;
+        let source = take("source")?.ok_or(EventError::MissingAttribute("source"))?;
+        let ty = take("type")?.ok_or(EventError::MissingAttribute("type"))?;
+        let spec = take("specversion")?.ok_or(EventError::MissingAttribute("specversion"))?;
+        let time = take("time")?.ok_or(EventError::MissingAttribute("time"))?;
+        let traceparent = take("traceparent")?.ok_or(EventError::MissingAttribute("traceparent"))?;
+        let subject = take("subject")?;
+        let datacontenttype = take("datacontenttype")?;
+        let dataschema = take("dataschema")?;
+        let tracestate = take("tracestate")?;
+        let data = map.remove("data").unwrap_or(Value::Null);
+        let mut extensions = BTreeMap::new();
+        for (k, v) in map {
+            let v = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            check_extension_name(&k)?;
+            extensions.insert(k, v);
+        }
+        check_spec(&spec)?;
+        Ok(Event {
+            time: parse_time(&time)?,
+            traceparent: traceparent.parse()?,
+            id: nonempty("id", id)?,
+            source: nonempty("source", source)?,
+            ty: nonempty("type", ty)?,
+            subject,
+            datacontenttype,
+            dataschema,
+            tracestate,
+            extensions,
+            data,
+        })
+    }
+
+    /// Structured-mode JSON, for `tail` and the HTTP binding.
+    pub fn to_structured(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("specversion".into(), "1.0".into());
+        m.insert("id".into(), self.id.clone().into());
+        m.insert("source".into(), self.source.clone().into());
+        m.insert("type".into(), self.ty.clone().into());
+        m.insert("time".into(), format_time(self.time).into());
+        if let Some(s) = &self.subject {
+            m.insert("subject".into(), s.clone().into());
+        }
+        if let Some(s) = &self.datacontenttype {
+            m.insert("datacontenttype".into(), s.clone().into());
+        }
+        if let Some(s) = &self.dataschema {
+            m.insert("dataschema".into(), s.clone().into());
+        }
+        m.insert("traceparent".into(), self.traceparent.to_string().into());
+        if let Some(s) = &self.tracestate {
+            m.insert("tracestate".into(), s.clone().into());
+        }
+        for (k, v) in &self.extensions {
+            m.insert(k.clone(), v.clone().into());
+        }
+        m.insert("data".into(), self.data.clone());
+        Value::Object(m)
+    }
+
+    /// The record key: `partitionkey`, else `subject`, else `id`.
+    pub fn partition_key(&self) -> &str {
+        self.extensions
+            .get("partitionkey")
+            .or(self.subject.as_ref())
+            .unwrap_or(&self.id)
+    }
+
+    /// Binary content mode: attributes as `ce_*` headers, value = data.
+    pub fn to_record(&self) -> Record {
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(10 + self.extensions.len());
+        let mut h = |name: &str, value: &str| {
+            headers.push((format!("{CE_PREFIX}{name}"), value.as_bytes().to_vec()));
+        };
+        h("specversion", "1.0");
+        h("id", &self.id);
+        h("source", &self.source);
+        h("type", &self.ty);
+        h("time", &format_time(self.time));
+        if let Some(s) = &self.subject {
+            h("subject", s);
+        }
+        if let Some(s) = &self.dataschema {
+            h("dataschema", s);
+        }
+        h("traceparent", &self.traceparent.to_string());
+        if let Some(s) = &self.tracestate {
+            h("tracestate", s);
+        }
+        for (k, v) in &self.extensions {
+            h(k, v);
+        }
+        let ct = self.datacontenttype.as_deref().unwrap_or(JSON_CONTENT_TYPE);
+        headers.push(("content-type".into(), ct.as_bytes().to_vec()));
+        Record {
+            key: Some(self.partition_key().as_bytes().to_vec()),
+            headers,
+            value: serde_json::to_vec(&self.data).expect("serde_json::Value always serialises"),
+        }
+    }
+
+    /// Decodes a record in binary or structured mode.
+    pub fn from_record(rec: &Record) -> Result<Event, EventError> {
+        let ct = rec.header_str("content-type");
+        if ct.is_some_and(|c| c.starts_with(STRUCTURED_CONTENT_TYPE)) {
+            let v: Value = serde_json::from_slice(&rec.value)
+                .map_err(|e| EventError::DataNotJson(e.to_string()))?;
+            let Value::Object(map) = v else {
+                return Err(EventError::NotAnObject("structured event must be an object".into()));
+            };
+            return Self::from_structured(map);
+        }
+        let mut map = Map::new();
+        for (k, v) in &rec.headers {
+            let Some(name) = k.strip_prefix(CE_PREFIX) else { continue };
+            let v = std::str::from_utf8(v).map_err(|_| EventError::InvalidAttribute {
+                name: name.into(),
+                reason: "not UTF-8".into(),
+            })?;
+            map.insert(name.to_string(), Value::String(v.to_string()));
+        }
+        if let Some(ct) = ct {
+            map.insert("datacontenttype".into(), Value::String(ct.to_string()));
+        }
+        let data = if rec.value.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&rec.value).map_err(|e| EventError::DataNotJson(e.to_string()))?
+        };
+        map.insert("data".into(), data);
+        Self::from_structured(map)
+    }
+}
+
+fn nonempty(name: &'static str, v: String) -> Result<String, EventError> {
+    if v.is_empty() {
+        return Err(EventError::InvalidAttribute { name: name.into(), reason: "must not be empty".into() });
+    }
+    Ok(v)
+}
+
+fn check_spec(spec: &str) -> Result<(), EventError> {
+    if spec == "1.0" {
+        Ok(())
+    } else {
+        Err(EventError::SpecVersion(spec.into()))
+    }
+}
+
+/// CloudEvents: extension names are lowercase ASCII letters or digits.
+fn check_extension_name(name: &str) -> Result<(), EventError> {
+    if !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err(EventError::InvalidAttribute {
+            name: name.into(),
+            reason: "extension names must be lowercase letters and digits".into(),
+        })
+    }
+}
+
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse_time(s: &str) -> Result<DateTime<Utc>, EventError> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| EventError::InvalidAttribute { name: "time".into(), reason: e.to_string() })
+}
+
+/// W3C Trace Context `traceparent`: version 00, trace id, parent span id, flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub flags: u8,
+}
+
+impl TraceParent {
+    pub fn generate() -> TraceParent {
+        let trace_id = *uuid::Uuid::new_v4().as_bytes();
+        let mut span_id = [0u8; 8];
+        span_id.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
+        TraceParent { trace_id, span_id, flags: 1 }
+    }
+
+    /// Same trace, a new span derived from `seed`, so that a redelivered input
+    /// yields a byte-identical result.
+    pub fn child(&self, seed: &[u8]) -> TraceParent {
+        let digest = Sha256::digest(seed);
+        let mut span_id = [0u8; 8];
+        span_id.copy_from_slice(&digest[..8]);
+        if span_id == [0; 8] {
+            span_id[7] = 1;
+        }
+        TraceParent { trace_id: self.trace_id, span_id, flags: self.flags }
+    }
+
+    pub fn trace_id_hex(&self) -> String {
+        hex::encode(self.trace_id)
+    }
+}
+
+impl std::fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "00-{}-{}-{:02x}", hex::encode(self.trace_id), hex::encode(self.span_id), self.flags)
+    }
+}
+
+impl std::str::FromStr for TraceParent {
+    type Err = EventError;
+    fn from_str(s: &str) -> Result<Self, EventError> {
+        let bad = |reason: &str| EventError::InvalidAttribute { name: "traceparent".into(), reason: reason.into() };
+        let parts: Vec<&str> = s.trim().split('-').collect();
+        if parts.len() < 4 || parts[0].len() != 2 || parts[0] == "ff" {
+            return Err(bad("expected 00-<32 hex>-<16 hex>-<2 hex>"));
+        }
+        let mut trace_id = [0u8; 16];
+        let mut span_id = [0u8; 8];
+        let mut flags = [0u8; 1];
+        hex::decode_to_slice(parts[1], &mut trace_id).map_err(|_| bad("trace id must be 32 hex digits"))?;
+        hex::decode_to_slice(parts[2], &mut span_id).map_err(|_| bad("span id must be 16 hex digits"))?;
+        hex::decode_to_slice(parts[3], &mut flags).map_err(|_| bad("flags must be 2 hex digits"))?;
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return Err(bad("all-zero ids are invalid"));
+        }
+        Ok(TraceParent { trace_id, span_id, flags: flags[0] })
+    }
+}
+
+/// Deterministic id of the result of `cause` produced by `worker` with
+/// `model_version`: a redelivered input yields the same result id.
+pub fn result_id(cause_source: &str, cause_id: &str, worker: &str, model_version: &str) -> String {
+    stable_id(&[cause_source, cause_id, worker, model_version])
+}
+
+/// A hash of length-prefixed parts, formatted as a UUID-shaped string.
+pub fn stable_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p.as_bytes());
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    // Mark it as a version-8 (custom) UUID so it is a well-formed UUID.
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b).to_string()
+}
+
+/// `CORE` attributes are carried as fields, everything else as extensions.
+pub fn is_core_attribute(name: &str) -> bool {
+    CORE.contains(&name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn publish_fills_identity_and_roundtrips_binary_mode() {
+        let e = Event::from_structured_for_publish(json!({
+            "type": "ClaimCreated", "source": "/t", "subject": "C1", "data": {"a": 1}
+        }))
+        .unwrap();
+        assert!(!e.id.is_empty());
+        let rec = e.to_record();
+        assert_eq!(rec.key.as_deref(), Some(&b"C1"[..]));
+        assert_eq!(rec.header_str("ce_type"), Some("ClaimCreated"));
+        let back = Event::from_record(&rec).unwrap();
+        assert_eq!(back.id, e.id);
+        assert_eq!(back.traceparent, e.traceparent);
+        assert_eq!(back.data, json!({"a": 1}));
+    }
+
+    #[test]
+    fn structured_mode_is_read() {
+        let body = json!({"specversion":"1.0","id":"1","source":"/s","type":"T",
+            "time":"2026-01-01T00:00:00Z",
+            "traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","data":{"x":2}});
+        let rec = Record {
+            key: None,
+            headers: vec![("content-type".into(), STRUCTURED_CONTENT_TYPE.as_bytes().to_vec())],
+            value: serde_json::to_vec(&body).unwrap(),
+        };
+        let e = Event::from_record(&rec).unwrap();
+        assert_eq!(e.data, json!({"x": 2}));
+        assert_eq!(e.traceparent.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+    }
+
+    #[test]
+    fn garbage_is_a_permanent_decode_error() {
+        let rec = Record { key: None, headers: vec![], value: b"\xff not json".to_vec() };
+        let err = Event::from_record(&rec).unwrap_err();
+        assert_eq!(err.class(), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn result_ids_are_deterministic() {
+        assert_eq!(result_id("s", "1", "w", "v1"), result_id("s", "1", "w", "v1"));
+        assert_ne!(result_id("s", "1", "w", "v1"), result_id("s", "1", "w", "v2"));
+        assert_ne!(stable_id(&["ab", "c"]), stable_id(&["a", "bc"]));
+    }
+
+    #[test]
+    fn child_span_keeps_trace() {
+        let t = TraceParent::generate();
+        let c = t.child(b"x");
+        assert_eq!(c.trace_id, t.trace_id);
+        assert_ne!(c.span_id, t.span_id);
+        assert_eq!(c.to_string().parse::<TraceParent>().unwrap(), c);
+    }
+}

@@ -1,0 +1,117 @@
+//! The claims example built into the binary, so `modelbus demo` and
+//! `modelbus bench` work from anywhere with no set-up: its config, schemas,
+//! model, golden set and customers CSV are embedded and written out to a
+//! directory on demand. Also the synthetic `ClaimCreated` generator, with
+//! deliberately bad events for the demo.
+
+use std::path::{Path, PathBuf};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+use crate::event::{Event, Record};
+
+const FILES: &[(&str, &[u8])] = &[
+    ("modelbus.toml", include_bytes!("../examples/claims/modelbus.toml")),
+    ("model/risk.onnx", include_bytes!("../examples/claims/model/risk.onnx")),
+    ("model/risk.golden.json", include_bytes!("../examples/claims/model/risk.golden.json")),
+    ("features/customers.csv", include_bytes!("../examples/claims/features/customers.csv")),
+    ("schemas/ClaimCreated/1.json", include_bytes!("../examples/claims/schemas/ClaimCreated/1.json")),
+    ("schemas/RiskScored/1.json", include_bytes!("../examples/claims/schemas/RiskScored/1.json")),
+];
+
+pub const CUSTOMERS: usize = 5000;
+pub const INPUT_TOPIC: &str = "claims";
+pub const RESULT_TOPIC: &str = "risk-scored";
+pub const STORE: &str = "customers";
+
+/// Writes the example into `dir`; returns the config file's path.
+pub fn write_to(dir: &Path) -> std::io::Result<PathBuf> {
+    for (name, bytes) in FILES {
+        let p = dir.join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&p, bytes)?;
+    }
+    Ok(dir.join("modelbus.toml"))
+}
+
+/// What kind of event the generator made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Good,
+    /// Bytes that are not JSON (stage decode).
+    Garbage,
+    /// A CloudEvent without `source` (stage decode).
+    MissingAttribute,
+    /// Data that violates the schema (stage validate).
+    SchemaInvalid,
+    /// A customer the feature store does not know (stage features).
+    UnknownCustomer,
+}
+
+pub struct Generator {
+    rng: StdRng,
+    seq: u64,
+    /// Fraction of events that are deliberately bad.
+    pub bad_fraction: f64,
+}
+
+impl Generator {
+    pub fn new(seed: u64, bad_fraction: f64) -> Generator {
+        Generator { rng: StdRng::seed_from_u64(seed), seq: 0, bad_fraction }
+    }
+
+    /// A good claim for a random known customer, stamped with `time`.
+    pub fn claim(&mut self, time: chrono::DateTime<chrono::Utc>) -> Event {
+        self.seq += 1;
+        let customer = format!("C{:05}", self.rng.random_range(0..CUSTOMERS));
+        let obj = json!({
+            "id": format!("claim-{}-{}", std::process::id(), self.seq),
+            "source": "/modelbus/demo",
+            "type": "ClaimCreated",
+            "subject": customer,
+            "time": crate::event::format_time(time),
+            "data": {
+                "claim_id": format!("CL-{}", self.seq),
+                "customer_id": customer,
+                "amount": (self.rng.random_range(50.0..20000.0f64) * 100.0).round() / 100.0,
+                "claim_type_code": self.rng.random_range(0..5),
+                "days_since_policy_start": self.rng.random_range(0..3000),
+                "incident_hour": self.rng.random_range(0..24),
+            }
+        });
+        Event::from_structured_for_publish(obj).expect("generated events are well-formed")
+    }
+
+    /// The next record: mostly good claims, `bad_fraction` of them bad in
+    /// one of four ways.
+    pub fn next(&mut self, time: chrono::DateTime<chrono::Utc>) -> (Kind, Record) {
+        let mut e = self.claim(time);
+        if self.rng.random_bool(1.0 - self.bad_fraction.clamp(0.0, 1.0)) {
+            return (Kind::Good, e.to_record());
+        }
+        match self.rng.random_range(0..4) {
+            0 => {
+                let mut r = e.to_record();
+                r.value = b"{\"claim_id\": \"CL-broken\", amount: oops".to_vec();
+                (Kind::Garbage, r)
+            }
+            1 => {
+                let mut r = e.to_record();
+                r.headers.retain(|(k, _)| k != "ce_source");
+                (Kind::MissingAttribute, r)
+            }
+            2 => {
+                e.data["amount"] = json!(-5);
+                (Kind::SchemaInvalid, e.to_record())
+            }
+            _ => {
+                e.data["customer_id"] = json!("C99999");
+                (Kind::UnknownCustomer, e.to_record())
+            }
+        }
+    }
+}

@@ -1,0 +1,176 @@
+//! The embedded feature store: one SQLite table per store (`fs_<name>`) in
+//! `data_dir/features.sqlite`, an entity key column plus one column per
+//! feature, loaded from CSV. A batch is one query (`IN rarray(?)`).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{types::Value as SqlValue, Connection};
+
+use super::{Cell, FeatureError};
+
+pub const FILE_NAME: &str = "features.sqlite";
+
+pub struct EmbeddedStore {
+    name: String,
+    conn: Arc<Mutex<Connection>>,
+    /// The SELECT for the prepared feature list.
+    query: Arc<Mutex<Option<String>>>,
+}
+
+fn open_conn(data_dir: &Path, store: &str) -> Result<Connection, FeatureError> {
+    let err = |source| FeatureError::Store { store: store.to_string(), source };
+    std::fs::create_dir_all(data_dir).map_err(|e| FeatureError::Csv {
+        path: data_dir.display().to_string(),
+        reason: format!("cannot create data directory: {e}"),
+    })?;
+    let conn = Connection::open(data_dir.join(FILE_NAME)).map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+    rusqlite::vtab::array::load_module(&conn).map_err(err)?;
+    Ok(conn)
+}
+
+fn table(store: &str) -> String {
+    format!("\"fs_{store}\"")
+}
+
+fn columns(conn: &Connection, store: &str) -> rusqlite::Result<Vec<String>> {
+    let mut st = conn.prepare(&format!("SELECT name FROM pragma_table_info('fs_{store}') ORDER BY cid"))?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    rows.collect()
+}
+
+impl EmbeddedStore {
+    pub fn open(name: &str, data_dir: &Path) -> Result<EmbeddedStore, FeatureError> {
+        Ok(EmbeddedStore {
+            name: name.to_string(),
+            conn: Arc::new(Mutex::new(open_conn(data_dir, name)?)),
+            query: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    pub async fn prepare(&self, features: &[String]) -> Result<(), FeatureError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let cols = columns(&conn, &self.name)
+            .map_err(|source| FeatureError::Store { store: self.name.clone(), source })?;
+        if cols.is_empty() {
+            return Err(FeatureError::NotLoaded(self.name.clone()));
+        }
+        for f in features {
+            if !cols[1..].contains(f) {
+                return Err(FeatureError::UnknownFeature {
+                    store: self.name.clone(),
+                    feature: f.clone(),
+                    available: cols[1..].join(", "),
+                });
+            }
+        }
+        let select: Vec<String> = features.iter().map(|f| format!("\"{f}\"")).collect();
+        let sql = format!(
+            "SELECT \"{}\", {} FROM {} WHERE \"{}\" IN rarray(?1)",
+            cols[0],
+            if select.is_empty() { "1".into() } else { select.join(", ") },
+            table(&self.name),
+            cols[0]
+        );
+        *self.query.lock().unwrap_or_else(|e| e.into_inner()) = Some(sql);
+        Ok(())
+    }
+
+    pub async fn lookup(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<Cell>>>, FeatureError> {
+        let sql = self
+            .query
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| FeatureError::NotLoaded(self.name.clone()))?;
+        let (conn, store) = (self.conn.clone(), self.name.clone());
+        tokio::task::spawn_blocking(move || {
+            let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let err = |source: rusqlite::Error| match source.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
+                    FeatureError::Busy { store: store.clone(), source }
+                }
+                _ => FeatureError::Store { store: store.clone(), source },
+            };
+            let mut st = conn.prepare_cached(&sql).map_err(err)?;
+            let ncols = st.column_count() - 1;
+            let param: Rc<Vec<SqlValue>> = Rc::new(keys.iter().map(|k| SqlValue::Text(k.clone())).collect());
+            let mut found: HashMap<String, Vec<Cell>> = HashMap::with_capacity(keys.len());
+            let mut rows = st.query([param]).map_err(err)?;
+            while let Some(r) = rows.next().map_err(err)? {
+                let key: String = r.get(0).map_err(err)?;
+                let mut cells = Vec::with_capacity(ncols);
+                for i in 1..=ncols {
+                    cells.push(match r.get_ref(i).map_err(err)? {
+                        rusqlite::types::ValueRef::Integer(v) => Cell::Num(v as f64),
+                        rusqlite::types::ValueRef::Real(v) => Cell::Num(v),
+                        rusqlite::types::ValueRef::Text(t) => Cell::Text(String::from_utf8_lossy(t).into_owned()),
+                        _ => Cell::Null,
+                    });
+                }
+                found.insert(key, cells);
+            }
+            Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+        })
+        .await
+        .map_err(|e| FeatureError::Task(e.to_string()))?
+    }
+}
+
+/// Replaces store `name` with the rows of a CSV file whose first column is
+/// the entity key. Numbers are stored as numbers, empty cells as NULL.
+pub fn load_csv(data_dir: &Path, name: &str, csv_path: &Path) -> Result<usize, FeatureError> {
+    let bad = |reason: String| FeatureError::Csv { path: csv_path.display().to_string(), reason };
+    let mut rdr = csv::Reader::from_path(csv_path).map_err(|e| bad(e.to_string()))?;
+    let headers: Vec<String> = rdr.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
+    if headers.len() < 2 {
+        return Err(bad("needs an entity key column and at least one feature column".into()));
+    }
+    for h in &headers {
+        if !crate::config::is_identifier(h) {
+            return Err(bad(format!("column `{h}` is not a valid feature name (letters, digits, `_`)")));
+        }
+    }
+    let mut conn = open_conn(data_dir, name)?;
+    let err = |source| FeatureError::Store { store: name.to_string(), source };
+    let tx = conn.transaction().map_err(err)?;
+    let cols: Vec<String> = headers.iter().map(|h| format!("\"{h}\"")).collect();
+    tx.execute_batch(&format!(
+        "DROP TABLE IF EXISTS {t}; CREATE TABLE {t} ({key} TEXT PRIMARY KEY, {rest}) WITHOUT ROWID;",
+        t = table(name),
+        key = cols[0],
+        rest = cols[1..].join(", ")
+    ))
+    .map_err(err)?;
+    let placeholders = vec!["?"; cols.len()].join(", ");
+    let mut n = 0;
+    {
+        let mut ins = tx
+            .prepare(&format!("INSERT OR REPLACE INTO {} VALUES ({placeholders})", table(name)))
+            .map_err(err)?;
+        for (line, row) in rdr.records().enumerate() {
+            let row = row.map_err(|e| bad(e.to_string()))?;
+            if row.len() != headers.len() {
+                return Err(bad(format!("row {} has {} fields, expected {}", line + 2, row.len(), headers.len())));
+            }
+            let vals: Vec<SqlValue> = row
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match (i, v.parse::<f64>()) {
+                    (0, _) => SqlValue::Text(v.to_string()),
+                    (_, _) if v.is_empty() => SqlValue::Null,
+                    (_, Ok(f)) => SqlValue::Real(f),
+                    (_, Err(_)) => SqlValue::Text(v.to_string()),
+                })
+                .collect();
+            ins.execute(rusqlite::params_from_iter(vals)).map_err(err)?;
+            n += 1;
+        }
+    }
+    tx.commit().map_err(err)?;
+    Ok(n)
+}

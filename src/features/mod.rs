@@ -1,0 +1,91 @@
+//! Feature stores: given entity keys taken from events, return named feature
+//! values, one query per batch. Backends are an enum; a missing entity is
+//! reported as `None` and the worker applies its configured policy.
+
+pub mod embedded;
+
+use std::path::Path;
+
+use crate::config::{FeatureStoreConfig, FeatureStoreKind, FeatureValue};
+use crate::error::{Classify, ErrorClass};
+
+/// One feature value as read from a store.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    Num(f64),
+    Text(String),
+    Null,
+}
+
+impl From<&FeatureValue> for Cell {
+    fn from(v: &FeatureValue) -> Cell {
+        match v {
+            FeatureValue::Number(n) => Cell::Num(*n),
+            FeatureValue::Text(s) => Cell::Text(s.clone()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeatureError {
+    #[error("feature store `{store}`: {source}")]
+    Store { store: String, source: rusqlite::Error },
+    #[error("feature store `{store}` is busy: {source}")]
+    Busy { store: String, source: rusqlite::Error },
+    #[error("feature store `{store}` has no feature `{feature}` (it has: {available})")]
+    UnknownFeature { store: String, feature: String, available: String },
+    #[error("feature store `{0}` has not been loaded; run `modelbus features load {0} FILE.csv`")]
+    NotLoaded(String),
+    #[error("CSV {path}: {reason}")]
+    Csv { path: String, reason: String },
+    #[error("feature store task failed: {0}")]
+    Task(String),
+}
+
+impl Classify for FeatureError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            FeatureError::Busy { .. } | FeatureError::Task(_) | FeatureError::Store { .. } => ErrorClass::Transient,
+            FeatureError::UnknownFeature { .. } | FeatureError::NotLoaded(_) => ErrorClass::Fatal,
+            FeatureError::Csv { .. } => ErrorClass::Permanent,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            FeatureError::Store { .. } => "feature_store",
+            FeatureError::Busy { .. } => "feature_store_busy",
+            FeatureError::UnknownFeature { .. } => "unknown_feature",
+            FeatureError::NotLoaded(_) => "store_not_loaded",
+            FeatureError::Csv { .. } => "bad_csv",
+            FeatureError::Task(_) => "feature_task",
+        }
+    }
+}
+
+pub enum FeatureStore {
+    Embedded(embedded::EmbeddedStore),
+}
+
+impl FeatureStore {
+    pub fn open(name: &str, cfg: &FeatureStoreConfig, data_dir: &Path) -> Result<FeatureStore, FeatureError> {
+        match cfg.kind {
+            FeatureStoreKind::Embedded => Ok(FeatureStore::Embedded(embedded::EmbeddedStore::open(name, data_dir)?)),
+        }
+    }
+
+    /// Checks that the store exists and has every named feature; returns
+    /// each name's column index for [`FeatureStore::lookup`].
+    pub async fn prepare(&self, features: &[String]) -> Result<(), FeatureError> {
+        match self {
+            FeatureStore::Embedded(s) => s.prepare(features).await,
+        }
+    }
+
+    /// Looks up `keys` in one query. Each answer holds the prepared features
+    /// in order, or `None` for an entity the store does not have.
+    pub async fn lookup(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<Cell>>>, FeatureError> {
+        match self {
+            FeatureStore::Embedded(s) => s.lookup(keys).await,
+        }
+    }
+}

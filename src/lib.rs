@@ -1,0 +1,36 @@
+//! modelbus runs machine-learning models on business events.
+//!
+//! An event's journey, one module per step:
+//!
+//! - [`config`] — the TOML tree that declares bus, schemas, stores, models, workers.
+//! - [`event`] — the CloudEvents envelope, trace context, and raw bus [`event::Record`]s.
+//! - [`bus`] — topics, partitions, consumer groups and commits; `embedded` backend.
+//! - [`schema`] — the schema registry: validation and compatibility of versions.
+//! - [`features`] — feature stores: entity key → named features, batched.
+//! - [`model`] — ONNX models run in-process; golden checks at load.
+//! - [`worker`] — the loop: receive → decode → validate → features → infer → emit → ack.
+//! - [`retry`] — backoff and the give-up decision for transient failures.
+//! - [`dead_letter`] — the failure envelope, and reading dead letters back.
+//! - [`sink`] — where results go.
+//! - [`app`] — assembles a running deployment from a config.
+//! - [`telemetry`] — metric names, counters, latency, tracing setup.
+//! - [`error`] — the error classes every module's errors map to.
+//! - [`example`] — the claims example built into the binary, and its event generator.
+//! - [`demo`] and [`bench`] — the claims example end to end, and its measurements.
+
+pub mod app;
+pub mod bench;
+pub mod bus;
+pub mod config;
+pub mod dead_letter;
+pub mod demo;
+pub mod error;
+pub mod event;
+pub mod example;
+pub mod features;
+pub mod model;
+pub mod retry;
+pub mod schema;
+pub mod sink;
+pub mod telemetry;
+pub mod worker;

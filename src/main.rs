@@ -1,0 +1,113 @@
+//! The `modelbus` command line. This is the edge: errors become `anyhow`
+//! messages and exit codes here and nowhere else.
+
+mod cli;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "modelbus", version, about = "Run machine-learning models on business events.",
+    long_about = "Run machine-learning models on business events.\n\n\
+    Events arrive on a bus (embedded by default); workers validate them, look up features, \
+    run an ONNX model in-process and emit result events. Start with `modelbus demo`.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the workers that the config declares, until SIGTERM or Ctrl-C (then drain and commit).
+    Run {
+        /// The config file.
+        #[arg(long, short, default_value = "modelbus.toml")]
+        config: PathBuf,
+    },
+    /// Check a config file and report every problem at once, each with its path. Loads nothing.
+    Validate {
+        #[arg(long, short, default_value = "modelbus.toml")]
+        config: PathBuf,
+        /// Also load the models, schemas and feature stores it names.
+        #[arg(long)]
+        deep: bool,
+    },
+    /// Validate events against their schemas and publish them.
+    ///
+    /// Input is JSON: one event, or JSON lines, from --file or stdin. Each event is a
+    /// CloudEvents structured-mode object (`type`, `source`, `data`, ...); `id`, `time` and
+    /// `traceparent` are generated when absent. An invalid event is refused with the
+    /// validator's reasons and nothing is published.
+    Publish(cli::publish::PublishArgs),
+    /// Print a topic's events as JSON lines.
+    Tail(cli::tail::TailArgs),
+    /// Inspect dead letters: what failed, where, and why.
+    Dlq {
+        #[command(subcommand)]
+        command: cli::dlq::DlqCommand,
+    },
+    /// Manage feature stores.
+    Features {
+        #[command(subcommand)]
+        command: FeaturesCommand,
+    },
+    /// Schema registry tools.
+    Schema {
+        #[command(subcommand)]
+        command: cli::schema::SchemaCommand,
+    },
+    /// Run the claims example end to end in a temporary directory and print a summary.
+    Demo(modelbus::demo::DemoArgs),
+    /// Measure throughput, latency, inference speed and CPU per event with the claims model.
+    Bench(modelbus::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum FeaturesCommand {
+    /// Load (replace) a feature store from a CSV file whose first column is the entity key.
+    Load {
+        /// The store's name, as in `[feature_stores.<name>]`.
+        store: String,
+        /// The CSV file: header row, entity key first, then one column per feature.
+        file: PathBuf,
+        #[arg(long, short, default_value = "modelbus.toml")]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    modelbus::telemetry::init_tracing("info");
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Run { config } => cli::run::run(&config).await,
+        Command::Validate { config, deep } => cli::run::validate(&config, deep).await,
+        Command::Publish(args) => cli::publish::publish(args).await,
+        Command::Tail(args) => cli::tail::tail(args).await,
+        Command::Dlq { command } => cli::dlq::dlq(command).await,
+        Command::Features { command: FeaturesCommand::Load { store, file, config } } => {
+            cli::run::features_load(&config, &store, &file)
+        }
+        Command::Schema { command } => cli::schema::schema(command),
+        Command::Demo(args) => modelbus::demo::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::Bench(args) => modelbus::bench::run(args).await.map(|_| ExitCode::SUCCESS),
+    }
+}

@@ -1,0 +1,370 @@
+//! Turning an [`EnsembleSpec`] into a [`Forest`]: the trees flattened once, at
+//! model load, into a compact array of nodes whose children are array indices
+//! and whose leaves point straight at their weights, so that evaluation is a
+//! tight index-chasing loop. Also owns the structural validation onnxruntime
+//! does (children exist in the same tree, leaves carry weights) plus cycle
+//! detection, which onnxruntime lacks (it would loop forever).
+//!
+//! When every branch can be expressed as `xe[f] <= t` (see [`canonical`]) the
+//! fast node form is used; `BRANCH_EQ`/`BRANCH_NEQ` and non-finite thresholds
+//! fall back to the general form that switches on the node mode.
+
+use super::parse::{EnsembleSpec, NodeMode};
+use std::collections::HashMap;
+use tract_onnx::prelude::*;
+
+/// The numeric type thresholds, weights and sums live in. onnxruntime uses
+/// double for double input and float for everything else, and so do we.
+pub trait Real:
+    Copy
+    + PartialOrd
+    + Default
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+    + std::ops::Add<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+{
+    fn from_f64(v: f64) -> Self;
+    fn from_usize(v: usize) -> Self;
+    fn to_f32(self) -> f32;
+    /// The largest value strictly below `self`, when there is one.
+    fn pred(self) -> Option<Self>;
+    fn is_nan(self) -> bool;
+}
+
+macro_rules! impl_real {
+    ($t:ty, $bits:ty) => {
+        impl Real for $t {
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn from_usize(v: usize) -> Self {
+                v as $t
+            }
+            fn to_f32(self) -> f32 {
+                self as f32
+            }
+            fn pred(self) -> Option<Self> {
+                if self.is_nan() || self == <$t>::NEG_INFINITY {
+                    None
+                } else if self == 0.0 {
+                    Some(-<$t>::from_bits(1))
+                } else if self > 0.0 {
+                    Some(<$t>::from_bits(self.to_bits() - 1))
+                } else {
+                    Some(<$t>::from_bits(self.to_bits() + 1))
+                }
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+        }
+    };
+}
+impl_real!(f32, u32);
+impl_real!(f64, u64);
+
+/// Child references: an index into the node array, or, with this bit set, an
+/// index into the leaf table.
+pub const LEAF: u32 = 1 << 31;
+
+/// A branch in canonical form: go `left` when `xe[feature] <= threshold`, else
+/// `right` (NaN compares false, so goes `right`). `xe` is the row followed by
+/// its negation, which lets every mode/missing-value combination share this
+/// one comparison.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+pub struct FastNode<T> {
+    pub feature: u32,
+    pub threshold: T,
+    pub left: u32,
+    pub right: u32,
+}
+
+/// A branch exactly as the model states it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GeneralNode<T> {
+    pub feature: u32,
+    pub threshold: T,
+    pub mode: NodeMode,
+    pub missing_tracks_true: bool,
+    pub if_true: u32,
+    pub if_false: u32,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Nodes<T> {
+    Fast(Vec<FastNode<T>>),
+    General(Vec<GeneralNode<T>>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Forest<T> {
+    /// Columns the trees read: the input must have at least this many.
+    pub n_features: usize,
+    /// One encoded child reference per tree, in onnxruntime's tree order.
+    pub roots: Vec<u32>,
+    pub nodes: Nodes<T>,
+    /// Per leaf: its first weight (what onnxruntime uses when there is a
+    /// single output column) ...
+    pub leaf_value: Vec<T>,
+    /// ... and the range of `weights` holding all of its weights.
+    pub leaf_range: Vec<(u32, u32)>,
+    /// (output column, weight).
+    pub weights: Vec<(u32, T)>,
+}
+
+/// Rewrites `mode(x, t)` (plus the node's NaN routing) as
+/// `xe[feature'] <= t' ? left : right`. Returns (use negated column,
+/// threshold, condition-true child is `left`), or `None` when no such form
+/// exists (equality modes, NaN or infinite thresholds that have no
+/// predecessor).
+///
+/// For non-NaN x: `x < t == x <= pred(t)`, `x >= t == -x <= -t`,
+/// `x > t == -x <= pred(-t)`. NaN fails every `<=`, so it lands on `right`;
+/// when the model routes NaN to the true branch the complementary comparison
+/// is used with the children swapped.
+pub fn canonical<T: Real>(mode: NodeMode, t: T, nan_true: bool) -> Option<(bool, T, bool)> {
+    Some(match (mode, nan_true) {
+        (NodeMode::BranchLeq, false) => (false, t, true),
+        (NodeMode::BranchLeq, true) => (true, (-t).pred()?, false),
+        (NodeMode::BranchLt, false) => (false, t.pred()?, true),
+        (NodeMode::BranchLt, true) => (true, -t, false),
+        (NodeMode::BranchGte, false) => (true, -t, true),
+        (NodeMode::BranchGte, true) => (false, t.pred()?, false),
+        (NodeMode::BranchGt, false) => (true, (-t).pred()?, true),
+        (NodeMode::BranchGt, true) => (false, t, false),
+        _ => return None,
+    })
+    .filter(|(_, threshold, _)| !threshold.is_nan() && !t.is_nan())
+}
+
+fn err(spec: &EnsembleSpec, attr: &str, msg: String) -> TractError {
+    format_err!("{}, attribute '{}': {}", spec.op_name(), attr, msg)
+}
+
+impl<T: Real> Forest<T> {
+    /// For op dumps: how many branch nodes, and which walk they use.
+    pub fn layout(&self) -> String {
+        match &self.nodes {
+            Nodes::Fast(n) => format!("{} canonical", n.len()),
+            Nodes::General(n) => format!("{} general", n.len()),
+        }
+    }
+
+    pub fn build(spec: &EnsembleSpec) -> TractResult<Forest<T>> {
+        let n = spec.nodes.len();
+        let mut index: HashMap<(i64, i64), usize> = HashMap::with_capacity(n);
+        for (i, node) in spec.nodes.iter().enumerate() {
+            if index.insert((node.tree_id, node.node_id), i).is_some() {
+                return Err(err(
+                    spec,
+                    "nodes_nodeids",
+                    format!("node {} appears twice in tree {}", node.node_id, node.tree_id),
+                ));
+            }
+        }
+        // Children, resolved to positions in `spec.nodes`.
+        let mut children = vec![(0usize, 0usize); n];
+        for (i, node) in spec.nodes.iter().enumerate() {
+            if node.mode == NodeMode::Leaf {
+                continue;
+            }
+            for (attr, id) in
+                [("nodes_truenodeids", node.true_id), ("nodes_falsenodeids", node.false_id)]
+            {
+                // onnxruntime bounds child ids by the total node count.
+                let child = (id >= 0 && (id as usize) < n)
+                    .then(|| index.get(&(node.tree_id, id)))
+                    .flatten()
+                    .filter(|&&c| c != i)
+                    .ok_or_else(|| {
+                        err(
+                            spec,
+                            attr,
+                            format!(
+                                "node {} of tree {} points to missing or invalid node {}",
+                                node.node_id, node.tree_id, id
+                            ),
+                        )
+                    })?;
+                if attr == "nodes_truenodeids" {
+                    children[i].0 = *child;
+                } else {
+                    children[i].1 = *child;
+                }
+            }
+        }
+
+        // Weights per leaf, in onnxruntime's order: sorted by (tree, node) and
+        // then attribute position. Weights on branch nodes are ignored, as
+        // onnxruntime does for old converters' output.
+        let w_attr = if spec.classifier.is_some() { "class" } else { "target" };
+        let mut order: Vec<usize> = (0..spec.weights.len()).collect();
+        order.sort_by_key(|&i| (spec.weights[i].tree_id, spec.weights[i].node_id, i));
+        let mut leaf_weights: Vec<Vec<(u32, T)>> = vec![vec![]; n];
+        for i in order {
+            let w = &spec.weights[i];
+            let Some(&pos) = index.get(&(w.tree_id, w.node_id)) else {
+                return Err(err(
+                    spec,
+                    &format!("{w_attr}_nodeids"),
+                    format!("weight for missing node {} of tree {}", w.node_id, w.tree_id),
+                ));
+            };
+            if spec.nodes[pos].mode != NodeMode::Leaf {
+                continue;
+            }
+            // One output column: onnxruntime takes the leaf's first weight
+            // whatever its id; with more, the id must name a column.
+            let column = if spec.n_outputs == 1 {
+                0
+            } else if w.output >= 0 && (w.output as usize) < spec.n_outputs {
+                w.output as u32
+            } else {
+                return Err(err(
+                    spec,
+                    &format!("{w_attr}_ids"),
+                    format!("id {} out of range for {} outputs", w.output, spec.n_outputs),
+                ));
+            };
+            leaf_weights[pos].push((column, T::from_f64(w.weight)));
+        }
+        for (i, node) in spec.nodes.iter().enumerate() {
+            if node.mode == NodeMode::Leaf && leaf_weights[i].is_empty() {
+                return Err(err(
+                    spec,
+                    &format!("{w_attr}_weights"),
+                    format!("leaf {} of tree {} has no weight", node.node_id, node.tree_id),
+                ));
+            }
+        }
+
+        // onnxruntime starts a tree wherever the tree id changes.
+        let mut starts = vec![];
+        for (i, node) in spec.nodes.iter().enumerate() {
+            if i == 0 || spec.nodes[i - 1].tree_id != node.tree_id {
+                starts.push(i);
+            }
+        }
+
+        let mut forest = Forest {
+            n_features: 0,
+            roots: Vec::with_capacity(starts.len()),
+            nodes: Nodes::General(vec![]),
+            leaf_value: vec![],
+            leaf_range: vec![],
+            weights: vec![],
+        };
+        let mut general: Vec<GeneralNode<T>> = Vec::with_capacity(n);
+        // Encoded reference of each spec node once emitted; shared subtrees
+        // (legal, if unusual) are emitted once.
+        let mut emitted: Vec<Option<u32>> = vec![None; n];
+        let mut on_path = vec![false; n];
+        for &start in &starts {
+            let root = forest.emit(spec, start, &children, &mut leaf_weights, &mut general, &mut emitted, &mut on_path)?;
+            forest.roots.push(root);
+        }
+        forest.n_features =
+            general.iter().map(|node| node.feature as usize + 1).max().unwrap_or(0);
+        let fast: Option<Vec<FastNode<T>>> = general
+            .iter()
+            .map(|g| {
+                let (negated, threshold, true_left) =
+                    canonical(g.mode, g.threshold, g.missing_tracks_true)?;
+                let (left, right) =
+                    if true_left { (g.if_true, g.if_false) } else { (g.if_false, g.if_true) };
+                let feature = g.feature + if negated { forest.n_features as u32 } else { 0 };
+                Some(FastNode { feature, threshold, left, right })
+            })
+            .collect();
+        forest.nodes = match fast {
+            Some(fast) => Nodes::Fast(fast),
+            None => Nodes::General(general),
+        };
+        Ok(forest)
+    }
+
+    /// Emits the subtree at `start` in pre-order (a parent precedes its
+    /// children, keeping a root-to-leaf walk mostly forward in memory) and
+    /// returns its encoded reference. Iterative, as trees may be deep.
+    #[allow(clippy::too_many_arguments)]
+    fn emit(
+        &mut self,
+        spec: &EnsembleSpec,
+        start: usize,
+        children: &[(usize, usize)],
+        leaf_weights: &mut [Vec<(u32, T)>],
+        general: &mut Vec<GeneralNode<T>>,
+        emitted: &mut [Option<u32>],
+        on_path: &mut [bool],
+    ) -> TractResult<u32> {
+        enum Step {
+            /// Spec position, and the branch slot (and side) to point at it.
+            Visit(usize, Option<(usize, bool)>),
+            /// The subtree at this position is complete.
+            Exit(usize),
+        }
+        let mut root_ref = None;
+        let mut stack = vec![Step::Visit(start, None)];
+        while let Some(step) = stack.pop() {
+            let (pos, patch) = match step {
+                Step::Exit(pos) => {
+                    on_path[pos] = false;
+                    continue;
+                }
+                Step::Visit(pos, patch) => (pos, patch),
+            };
+            let node = &spec.nodes[pos];
+            // A branch reaching one of its ancestors would make the walk
+            // loop forever.
+            if on_path[pos] {
+                return Err(err(
+                    spec,
+                    "nodes_truenodeids",
+                    format!("tree {} has a cycle through node {}", node.tree_id, node.node_id),
+                ));
+            }
+            let reference = match emitted[pos] {
+                Some(r) => r,
+                None if node.mode == NodeMode::Leaf => {
+                    let leaf = self.leaf_range.len() as u32;
+                    let ws = std::mem::take(&mut leaf_weights[pos]);
+                    let first = self.weights.len() as u32;
+                    self.leaf_value.push(ws[0].1);
+                    self.weights.extend(ws);
+                    self.leaf_range.push((first, self.weights.len() as u32));
+                    leaf | LEAF
+                }
+                None => {
+                    let slot = general.len();
+                    general.push(GeneralNode {
+                        feature: node.feature as u32,
+                        threshold: T::from_f64(node.value),
+                        mode: node.mode,
+                        missing_tracks_true: node.missing_tracks_true,
+                        if_true: 0,
+                        if_false: 0,
+                    });
+                    on_path[pos] = true;
+                    stack.push(Step::Exit(pos));
+                    // False side pushed first so the true side is emitted
+                    // right after its parent.
+                    stack.push(Step::Visit(children[pos].1, Some((slot, false))));
+                    stack.push(Step::Visit(children[pos].0, Some((slot, true))));
+                    slot as u32
+                }
+            };
+            emitted[pos] = Some(reference);
+            match patch {
+                None => root_ref = Some(reference),
+                Some((slot, true)) => general[slot].if_true = reference,
+                Some((slot, false)) => general[slot].if_false = reference,
+            }
+        }
+        root_ref.ok_or_else(|| err(spec, "nodes_treeids", "empty tree".to_string()))
+    }
+}

@@ -1,0 +1,226 @@
+//! Models: an ONNX file run in-process, loaded and optimised once, shared by
+//! every task behind an `Arc`, run in batches off the async runtime.
+//!
+//! Loading verifies the file (present, sha256 if pinned), builds the runtime
+//! named in the config (no silent fallback from one runtime to another) and
+//! checks the golden set beside the model, so a model that a runtime computes
+//! wrongly fails start-up instead of scoring events. Inputs arrive as `f32`
+//! rows assembled by the worker and are cast to each input's type here.
+
+mod golden;
+pub mod ml_ops;
+mod onnx;
+mod output;
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+pub use output::OutputExpr;
+
+use crate::config::{ModelConfig, Runtime};
+use crate::error::{Classify, ErrorClass};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model `{name}`: file {path} does not exist")]
+    Missing { name: String, path: String },
+    #[error("model `{name}`: cannot read {path}: {reason}")]
+    Unreadable { name: String, path: String, reason: String },
+    #[error("model `{name}`: {path} has sha256 {actual}, but the config pins {expected}")]
+    ShaMismatch { name: String, path: String, expected: String, actual: String },
+    #[error("model `{name}`: cannot load {path}: {reason}")]
+    Load { name: String, path: String, reason: String },
+    #[error("golden check {path} failed: {detail}")]
+    Golden { path: String, detail: String },
+    #[error("model `{name}` needs runtime `{runtime}`, which this build does not include")]
+    RuntimeUnavailable { name: String, runtime: &'static str },
+    #[error("bad model input: {0}")]
+    BadInput(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+impl Classify for ModelError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            // The same rows fail the same way every time.
+            ModelError::BadInput(_) | ModelError::Inference(_) => ErrorClass::Permanent,
+            _ => ErrorClass::Fatal,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            ModelError::Missing { .. } => "model_missing",
+            ModelError::Unreadable { .. } => "model_unreadable",
+            ModelError::ShaMismatch { .. } => "model_sha256_mismatch",
+            ModelError::Load { .. } => "model_load",
+            ModelError::Golden { .. } => "model_golden_mismatch",
+            ModelError::RuntimeUnavailable { .. } => "runtime_unavailable",
+            ModelError::BadInput(_) => "bad_model_input",
+            ModelError::Inference(_) => "inference_failed",
+        }
+    }
+}
+
+/// The element type a model input is cast to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputType {
+    F32,
+    F64,
+    I64,
+    I32,
+}
+
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub name: String,
+    /// Columns per row.
+    pub width: usize,
+    pub ty: InputType,
+}
+
+/// A batch for one input: `rows x cols` values, row-major, NaN for missing.
+#[derive(Debug, Clone)]
+pub struct TensorInput {
+    pub rows: usize,
+    pub cols: usize,
+    pub data: Vec<f32>,
+}
+
+/// One output of a batch, as `f32`, row-major.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl Output {
+    /// Values per batch row.
+    pub fn width(&self) -> usize {
+        self.shape.iter().skip(1).product::<usize>().max(1)
+    }
+}
+
+pub(crate) enum Backend {
+    Tract(onnx::TractModel),
+}
+
+pub struct Model {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+    /// Whether NaN may reach the model (tree ensembles route missing values).
+    pub allow_nan: bool,
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("name", &self.name).field("version", &self.version).finish()
+    }
+}
+
+impl Model {
+    /// Loads, verifies and golden-checks a model. Every failure names the file.
+    pub fn load(name: &str, cfg: &ModelConfig) -> Result<Model, ModelError> {
+        let path = cfg.path.display().to_string();
+        if !cfg.path.exists() {
+            return Err(ModelError::Missing { name: name.into(), path });
+        }
+        let bytes = std::fs::read(&cfg.path)
+            .map_err(|e| ModelError::Unreadable { name: name.into(), path: path.clone(), reason: e.to_string() })?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if let Some(expected) = &cfg.sha256 {
+            if !expected.eq_ignore_ascii_case(&sha256) {
+                return Err(ModelError::ShaMismatch {
+                    name: name.into(),
+                    path,
+                    expected: expected.clone(),
+                    actual: sha256,
+                });
+            }
+        }
+        let load_err = |reason: String| ModelError::Load { name: name.into(), path: path.clone(), reason };
+        let backend = match cfg.runtime {
+            Runtime::Tract => Backend::Tract(onnx::TractModel::load(&bytes).map_err(load_err)?),
+            Runtime::Ort => return Err(ModelError::RuntimeUnavailable { name: name.into(), runtime: "ort" }),
+        };
+        let has_trees = match &backend {
+            Backend::Tract(m) => m.has_tree_ensemble,
+        };
+        let model = Model {
+            name: name.into(),
+            version: cfg.version.clone().unwrap_or_else(|| sha256[..12].to_string()),
+            allow_nan: cfg.allow_nan.unwrap_or(has_trees),
+            sha256,
+            backend,
+        };
+        let golden = cfg.golden.clone().or_else(|| {
+            let p = cfg.path.with_extension("golden.json");
+            p.exists().then_some(p)
+        });
+        if let Some(g) = golden {
+            let worst = golden::check(&model, &g)?;
+            tracing::info!(model = name, golden = %g.display(), max_abs_diff = worst, "golden check passed");
+        }
+        Ok(model)
+    }
+
+    /// Loads a model file with default settings (tests, `bench`).
+    pub fn load_path(path: &Path) -> Result<Model, ModelError> {
+        let cfg = ModelConfig {
+            path: path.to_path_buf(),
+            sha256: None,
+            version: None,
+            runtime: Runtime::Tract,
+            golden: None,
+            allow_nan: None,
+        };
+        Model::load(&path.file_stem().unwrap_or_default().to_string_lossy(), &cfg)
+    }
+
+    pub fn inputs(&self) -> &[InputSpec] {
+        match &self.backend {
+            Backend::Tract(m) => &m.inputs,
+        }
+    }
+
+    pub fn output_names(&self) -> &[String] {
+        match &self.backend {
+            Backend::Tract(m) => &m.outputs,
+        }
+    }
+
+    /// Runs one batch. CPU-bound: call it from a blocking thread.
+    pub fn run(&self, inputs: Vec<TensorInput>) -> Result<Vec<Output>, ModelError> {
+        self.run_unchecked(inputs)
+    }
+
+    pub fn check_golden(&self, path: &Path) -> Result<f64, ModelError> {
+        golden::check(self, path)
+    }
+
+    fn run_unchecked(&self, inputs: Vec<TensorInput>) -> Result<Vec<Output>, ModelError> {
+        let specs = self.inputs();
+        if inputs.len() != specs.len() {
+            return Err(ModelError::BadInput(format!("model takes {} inputs, got {}", specs.len(), inputs.len())));
+        }
+        for (i, s) in inputs.iter().zip(specs) {
+            if i.cols != s.width || i.data.len() != i.rows * i.cols {
+                return Err(ModelError::BadInput(format!(
+                    "input `{}` takes {} columns, got {} ({} values for {} rows)",
+                    s.name,
+                    s.width,
+                    i.cols,
+                    i.data.len(),
+                    i.rows
+                )));
+            }
+        }
+        match &self.backend {
+            Backend::Tract(m) => m.run(inputs),
+        }
+    }
+}

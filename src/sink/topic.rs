@@ -1,0 +1,34 @@
+//! The topic sink: results published to a topic on the worker's bus, keyed by
+//! the causing event's partition key so per-key order carries downstream.
+
+use std::sync::Arc;
+
+use super::SinkError;
+use crate::bus::Bus;
+use crate::event::Record;
+
+pub struct TopicSink {
+    bus: Arc<Bus>,
+    topic: String,
+}
+
+impl TopicSink {
+    pub fn new(bus: Arc<Bus>, topic: String) -> TopicSink {
+        TopicSink { bus, topic }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    pub async fn emit(&self, records: &[Record]) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.bus
+            .publish(&self.topic, records.to_vec())
+            .await
+            .map(|_| ())
+            .map_err(|source| SinkError::Topic { topic: self.topic.clone(), source })
+    }
+}

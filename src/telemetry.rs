@@ -1,0 +1,74 @@
+//! Observability: metric names defined once, the worker's counters and
+//! latency histogram, and tracing setup. The Prometheus endpoint reads these.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+
+/// Metric names, in one place.
+pub mod names {
+    pub const EVENTS_RECEIVED: &str = "modelbus_events_received_total";
+    pub const RESULTS_EMITTED: &str = "modelbus_results_emitted_total";
+    pub const DEAD_LETTERS: &str = "modelbus_dead_letters_total";
+    pub const RETRIES: &str = "modelbus_retries_total";
+    pub const IN_FLIGHT: &str = "modelbus_in_flight_events";
+    pub const END_TO_END_SECONDS: &str = "modelbus_end_to_end_latency_seconds";
+    pub const BATCH_SIZE: &str = "modelbus_batch_size";
+}
+
+/// Counters of one worker, shared with whoever reports them.
+#[derive(Debug)]
+pub struct WorkerStats {
+    pub received: AtomicU64,
+    pub results: AtomicU64,
+    pub retries: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub batches: AtomicU64,
+    /// (stage, code) → count.
+    pub dead_letters: Mutex<BTreeMap<(String, String), u64>>,
+    /// Event `time` to result accepted by every sink, microseconds.
+    pub latency_us: Mutex<Histogram<u64>>,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            received: AtomicU64::new(0),
+            results: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            dead_letters: Mutex::new(BTreeMap::new()),
+            latency_us: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")),
+        }
+    }
+}
+
+impl WorkerStats {
+    pub fn dead_lettered(&self, stage: &str, code: &str) {
+        let mut m = self.dead_letters.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((stage.to_string(), code.to_string())).or_default() += 1;
+    }
+
+    pub fn dead_letter_total(&self) -> u64 {
+        self.dead_letters.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+    }
+
+    pub fn record_latency_us(&self, us: u64) {
+        let mut h = self.latency_us.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = h.record(us.max(1));
+    }
+
+    pub fn count(&self, c: &AtomicU64) -> u64 {
+        c.load(Ordering::Relaxed)
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default level.
+pub fn init_tracing(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}

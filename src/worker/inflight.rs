@@ -1,0 +1,205 @@
+//! Events read but not yet committed, per partition, in offset order. This
+//! is where the delivery rules live: which events may run now (one per key,
+//! none whose retry is not yet due, none behind an unfinished event of the
+//! same key), and how far each partition's commit watermark may move (up to
+//! the first event that is not fully handled, carrying along the dead
+//! letters it passes and the attempt state of events still retrying).
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use crate::bus::{AttemptState, Commit, DeadLetterWrite, Delivery, TopicPartition};
+
+use crate::event::Record;
+
+#[derive(Debug)]
+pub enum SlotState {
+    /// Not yet run, or waiting for its retry to come due.
+    Waiting { due: Option<Instant> },
+    /// Fully handled: its result accepted, or dead-lettered (the dead letter
+    /// is written in the commit that moves past it).
+    Done { dead_letter: Option<(String, Record)> },
+}
+
+#[derive(Debug)]
+pub struct Slot {
+    pub delivery: Delivery,
+    pub state: SlotState,
+    /// Attempts made so far and when failures happened (persisted).
+    pub attempts: Option<AttemptState>,
+    /// The attempt state changed and must go out with the next commit.
+    pub attempts_dirty: bool,
+    pub received: Instant,
+}
+
+#[derive(Default)]
+pub struct InFlight {
+    parts: BTreeMap<TopicPartition, BTreeMap<u64, Slot>>,
+    len: usize,
+    /// A commit that failed transiently; it goes out again with the next.
+    carry: Option<Commit>,
+}
+
+impl InFlight {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn add(&mut self, d: Delivery, now: Instant) {
+        let attempts = d.attempts;
+        let slots = self.parts.entry(d.tp.clone()).or_default();
+        // A re-fetch after a seek may repeat what is already here.
+        if slots.contains_key(&d.offset) {
+            return;
+        }
+        slots.insert(
+            d.offset,
+            Slot { delivery: d, state: SlotState::Waiting { due: None }, attempts, attempts_dirty: false, received: now },
+        );
+        self.len += 1;
+    }
+
+    pub fn get_mut(&mut self, tp: &TopicPartition, offset: u64) -> Option<&mut Slot> {
+        self.parts.get_mut(tp).and_then(|s| s.get_mut(&offset))
+    }
+
+    /// Forgets a partition this member no longer owns; its uncommitted
+    /// events will be redelivered to the new owner.
+    pub fn drop_partition(&mut self, tp: &TopicPartition) {
+        if let Some(slots) = self.parts.remove(tp) {
+            self.len -= slots.len();
+        }
+    }
+
+    /// Picks up to `max` events that may run at `now`, oldest first per
+    /// partition, at most one per key, never overtaking an unfinished
+    /// earlier event of the same key.
+    pub fn select(&self, max: usize, now: Instant) -> Vec<(TopicPartition, u64)> {
+        let mut out = Vec::new();
+        for (tp, slots) in &self.parts {
+            let mut blocked: HashSet<&[u8]> = HashSet::new();
+            for (off, slot) in slots {
+                if out.len() >= max {
+                    return out;
+                }
+                let SlotState::Waiting { due } = &slot.state else { continue };
+                let key = slot.delivery.record.key.as_deref();
+                if key.is_some_and(|k| blocked.contains(k)) {
+                    continue;
+                }
+                if let Some(k) = key {
+                    blocked.insert(k);
+                }
+                if due.is_none_or(|d| d <= now) {
+                    out.push((tp.clone(), *off));
+                }
+            }
+        }
+        out
+    }
+
+    /// How many events could run now (bounded by `max`), and when the
+    /// oldest of them arrived: the batch's max-wait clock.
+    pub fn ready(&self, max: usize, now: Instant) -> (usize, Option<Instant>) {
+        let sel = self.select(max, now);
+        let oldest = sel.iter().filter_map(|(tp, off)| self.parts.get(tp)?.get(off)).map(|s| s.received).min();
+        (sel.len(), oldest)
+    }
+
+    /// The earliest time a waiting retry comes due.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.parts
+            .values()
+            .flat_map(|s| s.values())
+            .filter_map(|s| match s.state {
+                SlotState::Waiting { due } => due,
+                _ => None,
+            })
+            .min()
+    }
+
+    /// Moves each partition's watermark past its fully handled prefix and
+    /// returns what must be committed together.
+    pub fn take_commit(&mut self) -> Commit {
+        let mut commit = self.carry.take().unwrap_or_default();
+        for (tp, slots) in self.parts.iter_mut() {
+            let mut next = None;
+            while let Some(entry) = slots.first_entry() {
+                if !matches!(entry.get().state, SlotState::Done { .. }) {
+                    break;
+                }
+                let (off, slot) = entry.remove_entry();
+                self.len -= 1;
+                next = Some(off + 1);
+                if let SlotState::Done { dead_letter: Some((topic, record)) } = slot.state {
+                    commit.dead_letters.push(DeadLetterWrite { origin: slot.delivery.tp.clone(), topic, record });
+                }
+            }
+            if let Some(n) = next {
+                commit.offsets.push((tp.clone(), n));
+            }
+            for (off, slot) in slots.iter_mut() {
+                if slot.attempts_dirty {
+                    if let Some(a) = slot.attempts {
+                        commit.attempts.push((tp.clone(), *off, a));
+                    }
+                    slot.attempts_dirty = false;
+                }
+            }
+        }
+        commit
+    }
+
+    /// Keeps a commit that failed transiently so that its dead letters,
+    /// offsets and attempt state go out with the next one; nothing is lost.
+    pub fn restore(&mut self, commit: Commit) {
+        self.carry = Some(commit);
+    }
+
+    pub fn has_pending_commit(&self) -> bool {
+        self.carry.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(p: u32, off: u64, key: &str) -> Delivery {
+        Delivery {
+            tp: TopicPartition { topic: "t".into(), partition: p },
+            offset: off,
+            timestamp_ms: 0,
+            record: Record { key: Some(key.as_bytes().to_vec()), headers: vec![], value: vec![] },
+            attempts: None,
+        }
+    }
+
+    #[test]
+    fn one_per_key_and_retry_blocks_only_its_key() {
+        let now = Instant::now();
+        let mut f = InFlight::default();
+        for (o, k) in [(0, "a"), (1, "b"), (2, "a"), (3, "c")] {
+            f.add(d(0, o, k), now);
+        }
+        let sel: Vec<u64> = f.select(10, now).into_iter().map(|(_, o)| o).collect();
+        assert_eq!(sel, vec![0, 1, 3]);
+        let tp = TopicPartition { topic: "t".into(), partition: 0 };
+        f.get_mut(&tp, 0).unwrap().state = SlotState::Waiting { due: Some(now + std::time::Duration::from_secs(1)) };
+        f.get_mut(&tp, 1).unwrap().state = SlotState::Done { dead_letter: None };
+        f.get_mut(&tp, 3).unwrap().state = SlotState::Done { dead_letter: None };
+        // Key `a` waits for its retry; offset 2 must not overtake it.
+        assert!(f.select(10, now).is_empty());
+        // The watermark waits at the retrying offset 0.
+        let c = f.take_commit();
+        assert!(c.offsets.is_empty());
+        f.get_mut(&tp, 0).unwrap().state = SlotState::Done { dead_letter: None };
+        let c = f.take_commit();
+        assert_eq!(c.offsets, vec![(tp.clone(), 2)]);
+        assert_eq!(f.len(), 1);
+    }
+}

@@ -1,0 +1,249 @@
+//! The worker loop: receive → decode → validate → features → infer → emit →
+//! acknowledge. It subscribes to one topic (and its group's replay topic),
+//! runs one model and emits one result type to its sinks.
+//!
+//! One task owns the consumer and the in-flight table, so there is no lock
+//! around delivery state. Batches form from events that may run now (see
+//! [`inflight`]); inference runs on a blocking thread. After each batch the
+//! loop commits what is fully handled, together with dead letters and the
+//! attempt state of retrying events. Errors are decided by class alone:
+//! transient → retry in place with backoff, permanent → dead-letter at once,
+//! fatal → stop without committing.
+
+pub mod inflight;
+pub mod plan;
+pub mod stages;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use tokio_util::sync::CancellationToken;
+
+use self::inflight::{InFlight, SlotState};
+use self::plan::Plan;
+use self::stages::{Outcome, StageError};
+use crate::bus::{AttemptState, Bus, BusError, Consumer, TopicPartition};
+use crate::config::{BatchConfig, RetryConfig};
+use crate::dead_letter::{envelope, Failure, Origin};
+use crate::error::{Classify, ErrorClass};
+use crate::retry::{decide, random_jitter, Decision};
+use crate::telemetry::WorkerStats;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("worker `{worker}`: {source}")]
+    Bus { worker: String, source: BusError },
+    #[error("worker `{worker}` stopped on a fatal error at stage {stage}: {reason}")]
+    Fatal { worker: String, stage: &'static str, reason: String },
+}
+
+impl Classify for WorkerError {
+    fn class(&self) -> ErrorClass {
+        match self {
+            WorkerError::Bus { source, .. } => source.class(),
+            WorkerError::Fatal { .. } => ErrorClass::Fatal,
+        }
+    }
+    fn code(&self) -> &'static str {
+        match self {
+            WorkerError::Bus { source, .. } => source.code(),
+            WorkerError::Fatal { .. } => "fatal",
+        }
+    }
+}
+
+pub struct Worker {
+    pub plan: Arc<Plan>,
+    pub bus: Arc<Bus>,
+    pub topics: Vec<String>,
+    pub batch: BatchConfig,
+    pub retry: RetryConfig,
+    pub max_in_flight: usize,
+    pub commit_interval: Duration,
+    pub stats: Arc<WorkerStats>,
+}
+
+/// How long an idle loop sleeps at most, so heartbeats stay on time.
+const IDLE_WAIT: Duration = Duration::from_millis(50);
+
+impl Worker {
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let berr = |source| WorkerError::Bus { worker: self.plan.worker.clone(), source };
+        self.bus.ensure_topic(&self.plan.dead_letter_topic, false).await.map_err(berr)?;
+        let mut consumer = self.bus.consumer(&self.plan.group, &self.topics).await.map_err(berr)?;
+        tracing::info!(worker = %self.plan.worker, group = %self.plan.group, member = consumer.member_id(),
+            topics = ?self.topics, "worker started");
+        let mut inflight = InFlight::default();
+        let result = self.serve(&mut consumer, &mut inflight, &shutdown).await;
+        if result.is_ok() {
+            // Drain: what is fully handled is committed; anything polled but
+            // not started is left for the next owner.
+            self.commit(&mut consumer, &mut inflight).await?;
+            consumer.close().await.map_err(berr)?;
+            tracing::info!(worker = %self.plan.worker, "worker drained and stopped");
+        }
+        result
+    }
+
+    async fn serve(
+        &self,
+        consumer: &mut Consumer,
+        inflight: &mut InFlight,
+        shutdown: &CancellationToken,
+    ) -> Result<(), WorkerError> {
+        let berr = |source| WorkerError::Bus { worker: self.plan.worker.clone(), source };
+        let max = self.batch.max_size;
+        let mut last_commit = Instant::now();
+        while !shutdown.is_cancelled() {
+            if last_commit.elapsed() >= self.commit_interval {
+                last_commit = Instant::now();
+                self.commit(consumer, inflight).await?;
+            }
+            let reb = consumer.maintain().await.map_err(berr)?;
+            for tp in &reb.revoked {
+                inflight.drop_partition(tp);
+            }
+            // Fill: poll while the batch is not full and its max wait has not
+            // passed; never beyond the in-flight bound (that is the backpressure).
+            loop {
+                let now = Instant::now();
+                let (ready, oldest) = inflight.ready(max, now);
+                let space = self.max_in_flight.saturating_sub(inflight.len());
+                if ready >= max || space == 0 {
+                    break;
+                }
+                let wait = match oldest {
+                    Some(t) => (t + self.batch.max_wait).saturating_duration_since(now),
+                    None => inflight.next_due().map_or(IDLE_WAIT, |d| d.saturating_duration_since(now)).min(IDLE_WAIT),
+                };
+                let polled = tokio::select! {
+                    p = consumer.poll(space.min(max * 4), wait) => p.map_err(berr)?,
+                    _ = shutdown.cancelled() => return Ok(()),
+                };
+                let got = polled.deliveries.len();
+                for d in polled.deliveries {
+                    inflight.add(d, Instant::now());
+                }
+                self.stats.received.fetch_add(got as u64, Ordering::Relaxed);
+                if got == 0 {
+                    break;
+                }
+            }
+            self.stats.in_flight.store(inflight.len() as u64, Ordering::Relaxed);
+            let selected = inflight.select(max, Instant::now());
+            if selected.is_empty() {
+                if inflight.len() >= self.max_in_flight {
+                    // Full and nothing runnable: wait for a retry to come due.
+                    let nap = inflight.next_due().map_or(IDLE_WAIT, |d| d.saturating_duration_since(Instant::now()));
+                    tokio::select! {
+                        _ = tokio::time::sleep(nap.min(IDLE_WAIT)) => {}
+                        _ = shutdown.cancelled() => return Ok(()),
+                    }
+                }
+                continue;
+            }
+            self.run_selected(inflight, &selected).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits what is fully handled, with dead letters and attempt state.
+    async fn commit(&self, consumer: &mut Consumer, inflight: &mut InFlight) -> Result<(), WorkerError> {
+        let commit = inflight.take_commit();
+        let retry = commit.clone();
+        match consumer.commit(commit).await {
+            Ok(outcome) => {
+                for tp in &outcome.fenced {
+                    tracing::warn!(worker = %self.plan.worker, partition = ?tp,
+                        "commit refused: partition now owned by another member; dropping its in-flight events");
+                    inflight.drop_partition(tp);
+                }
+            }
+            Err(e) if e.class() == ErrorClass::Transient => {
+                tracing::warn!(worker = %self.plan.worker, error = %e, "commit failed; will retry");
+                inflight.restore(retry);
+            }
+            Err(e) => return Err(WorkerError::Bus { worker: self.plan.worker.clone(), source: e }),
+        }
+        Ok(())
+    }
+
+    /// Runs one batch and records each event's outcome in its slot.
+    async fn run_selected(&self, inflight: &mut InFlight, selected: &[(TopicPartition, u64)]) -> Result<(), WorkerError> {
+        let records: Vec<_> = selected
+            .iter()
+            .filter_map(|(tp, off)| inflight.get_mut(tp, *off).map(|s| s.delivery.record.clone()))
+            .collect();
+        let refs: Vec<_> = records.iter().collect();
+        let outcomes = stages::run_batch(&self.plan, refs).await;
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        for ((tp, off), outcome) in selected.iter().zip(outcomes) {
+            let Some(slot) = inflight.get_mut(tp, *off) else { continue };
+            match outcome {
+                Outcome::Emitted { latency_us } => {
+                    slot.state = SlotState::Done { dead_letter: None };
+                    self.stats.results.fetch_add(1, Ordering::Relaxed);
+                    if let Some(us) = latency_us {
+                        self.stats.record_latency_us(us);
+                    }
+                }
+                Outcome::Failed(err) if err.class == ErrorClass::Fatal => {
+                    return Err(WorkerError::Fatal {
+                        worker: self.plan.worker.clone(),
+                        stage: err.stage.as_str(),
+                        reason: err.reason,
+                    });
+                }
+                Outcome::Failed(err) => self.fail(slot, err),
+            }
+        }
+        Ok(())
+    }
+
+    /// A permanent error dead-letters at once; a transient one is retried
+    /// in place until the policy gives up, then dead-lettered once.
+    fn fail(&self, slot: &mut inflight::Slot, err: StageError) {
+        let now_ms = Utc::now().timestamp_millis();
+        let prev = slot.attempts.unwrap_or(AttemptState { attempts: 0, first_failure_ms: now_ms, last_failure_ms: now_ms });
+        let state = AttemptState { attempts: prev.attempts + 1, first_failure_ms: prev.first_failure_ms, last_failure_ms: now_ms };
+        slot.attempts = Some(state);
+        let mut code = err.code.clone();
+        if err.class == ErrorClass::Transient {
+            let since = Duration::from_millis((now_ms - state.first_failure_ms).max(0) as u64);
+            match decide(&self.retry, state.attempts, since, random_jitter()) {
+                Decision::RetryAfter(delay) => {
+                    slot.attempts_dirty = true;
+                    slot.state = SlotState::Waiting { due: Some(Instant::now() + delay) };
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(worker = %self.plan.worker, offset = slot.delivery.offset,
+                        attempts = state.attempts, ?delay, code = %err.code, "transient failure; retrying");
+                    return;
+                }
+                Decision::Exhausted(why) => code = format!("{}:{why}", err.code),
+            }
+        }
+        let ms = |m: i64| Utc.timestamp_millis_opt(m).single().unwrap_or_else(Utc::now);
+        let failure = Failure {
+            stage: err.stage,
+            class: err.class,
+            code: code.clone(),
+            reason: err.reason,
+            attempts: state.attempts,
+            first_failure: ms(state.first_failure_ms),
+            last_failure: ms(state.last_failure_ms),
+        };
+        let origin = Origin {
+            worker: &self.plan.worker,
+            group: &self.plan.group,
+            model: &self.plan.model.name,
+            model_version: &self.plan.model.version,
+            tp: &slot.delivery.tp,
+            offset: slot.delivery.offset,
+        };
+        let record = envelope(&slot.delivery.record, &failure, &origin);
+        self.stats.dead_lettered(err.stage.as_str(), &code);
+        slot.state = SlotState::Done { dead_letter: Some((self.plan.dead_letter_topic.clone(), record)) };
+    }
+}

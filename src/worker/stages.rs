@@ -1,0 +1,264 @@
+//! One batch through the stages: decode → validate → features → infer →
+//! emit. Each event ends with a result or a classified failure at the stage
+//! where it failed; one bad event never fails its batch-mates.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+
+use super::plan::{Column, Plan};
+use crate::dead_letter::Stage;
+use crate::error::{Classify, ErrorClass};
+use crate::event::{Event, Record};
+use crate::features::Cell;
+use crate::model::{Model, TensorInput};
+
+/// How one event of a batch ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Its result was accepted by every sink; latency from event time, µs.
+    Emitted { latency_us: Option<u64> },
+    Failed(StageError),
+}
+
+#[derive(Debug, Clone)]
+pub struct StageError {
+    pub stage: Stage,
+    pub class: ErrorClass,
+    pub code: String,
+    pub reason: String,
+}
+
+impl StageError {
+    pub fn new(stage: Stage, class: ErrorClass, code: &str, reason: impl Into<String>) -> StageError {
+        StageError { stage, class, code: code.into(), reason: reason.into() }
+    }
+    fn from<E: Classify + std::fmt::Display>(stage: Stage, e: &E) -> StageError {
+        StageError::new(stage, e.class(), e.code(), e.to_string())
+    }
+}
+
+struct Live {
+    idx: usize,
+    event: Event,
+    schema_version: u32,
+    entity: Option<String>,
+    features: Vec<Cell>,
+}
+
+/// Runs one batch; returns one outcome per input, in order.
+pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = (0..records.len()).map(|_| None).collect();
+    let mut fail = |i: usize, e: StageError| outcomes[i] = Some(Outcome::Failed(e));
+
+    // decode + validate
+    let mut live: Vec<Live> = Vec::with_capacity(records.len());
+    for (idx, rec) in records.iter().enumerate() {
+        if rec.size() > plan.max_payload_bytes {
+            fail(idx, StageError::new(Stage::Validate, ErrorClass::Permanent, "payload_too_large",
+                format!("record is {} bytes, the limit is {}", rec.size(), plan.max_payload_bytes)));
+            continue;
+        }
+        let event = match Event::from_record(rec) {
+            Ok(e) => e,
+            Err(e) => {
+                fail(idx, StageError::from(Stage::Decode, &e));
+                continue;
+            }
+        };
+        if event.ty != plan.event_type {
+            fail(idx, StageError::new(Stage::Decode, ErrorClass::Permanent, "unexpected_type",
+                format!("event type `{}`, this worker accepts `{}`", event.ty, plan.event_type)));
+            continue;
+        }
+        let schema_version = match plan.schemas.validate_compatible(&event.ty, event.dataschema.as_deref(), &event.data) {
+            Ok(v) => v,
+            Err(e) => {
+                fail(idx, StageError::from(Stage::Validate, &e));
+                continue;
+            }
+        };
+        let entity = match plan.entity_of(&event) {
+            Ok(e) => e,
+            Err(reason) => {
+                fail(idx, StageError::new(Stage::Features, ErrorClass::Permanent, "missing_entity_key", reason));
+                continue;
+            }
+        };
+        live.push(Live { idx, event, schema_version, entity, features: Vec::new() });
+    }
+
+    // features: one lookup for the batch
+    if let Some(store) = &plan.store {
+        let keys: Vec<String> = live.iter().map(|l| l.entity.clone().unwrap_or_default()).collect();
+        match store.lookup(keys).await {
+            Err(e) => {
+                let err = StageError::from(Stage::Features, &e);
+                for l in live.drain(..) {
+                    fail(l.idx, err.clone());
+                }
+            }
+            Ok(rows) => {
+                let mut kept = Vec::with_capacity(live.len());
+                for (mut l, row) in live.into_iter().zip(rows) {
+                    match row {
+                        Some(cells) => l.features = cells,
+                        None if plan.defaults_on_missing => l.features = plan.defaults.clone(),
+                        None => {
+                            fail(l.idx, StageError::new(Stage::Features, ErrorClass::Permanent, "unknown_entity",
+                                format!("entity `{}` is not in feature store `{}`",
+                                    l.entity.as_deref().unwrap_or(""), plan.store_name)));
+                            continue;
+                        }
+                    }
+                    kept.push(l);
+                }
+                live = kept;
+            }
+        }
+    }
+
+    // infer: assemble rows, refuse the ones the model cannot take
+    let mut rows: Vec<Vec<Vec<f32>>> = Vec::with_capacity(live.len());
+    let mut kept = Vec::with_capacity(live.len());
+    for l in live {
+        match assemble(plan, &l) {
+            Ok(r) => {
+                rows.push(r);
+                kept.push(l);
+            }
+            Err(e) => fail(l.idx, e),
+        }
+    }
+    let live = kept;
+    let results = if live.is_empty() {
+        Vec::new()
+    } else {
+        infer(&plan.model, rows).await
+    };
+
+    // map outputs into result events
+    let now = Utc::now();
+    let mut emitted: Vec<(usize, Record, Option<u64>)> = Vec::with_capacity(live.len());
+    for (l, res) in live.into_iter().zip(results) {
+        let (outputs, row) = match res {
+            Ok(o) => o,
+            Err(e) => {
+                fail(l.idx, e);
+                continue;
+            }
+        };
+        match plan.result_for(&l.event, l.schema_version, &outputs, row, now) {
+            Ok(rec) => {
+                let latency = (now - l.event.time).num_microseconds().and_then(|v| u64::try_from(v).ok());
+                emitted.push((l.idx, rec, latency));
+            }
+            Err(e) => fail(l.idx, e),
+        }
+    }
+
+    // emit: every sink must accept before the inputs count as handled
+    if !emitted.is_empty() {
+        let recs: Vec<Record> = emitted.iter().map(|(_, r, _)| r.clone()).collect();
+        let mut sink_err = None;
+        for sink in plan.sinks.iter() {
+            if let Err(e) = sink.emit(&recs).await {
+                sink_err = Some(StageError::from(Stage::Emit, &e));
+                break;
+            }
+        }
+        for (idx, _, latency) in emitted {
+            outcomes[idx] = Some(match &sink_err {
+                None => Outcome::Emitted { latency_us: latency },
+                Some(e) => Outcome::Failed(e.clone()),
+            });
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Failed(StageError::new(Stage::Infer, ErrorClass::Fatal, "lost", "no outcome"))))
+        .collect()
+}
+
+/// One row per model input for one event; NaN marks a missing value.
+fn assemble(plan: &Plan, l: &Live) -> Result<Vec<Vec<f32>>, StageError> {
+    let bad = |code: &str, reason: String| StageError::new(Stage::Infer, ErrorClass::Permanent, code, reason);
+    let mut out = Vec::with_capacity(plan.inputs.len());
+    for input in &plan.inputs {
+        let mut row = Vec::with_capacity(input.columns.len());
+        for (col, label) in input.columns.iter().zip(&input.labels) {
+            let v = match col {
+                Column::Data(path) => {
+                    let mut v = &l.event.data;
+                    for seg in path {
+                        v = v.get(seg.as_str()).unwrap_or(&Value::Null);
+                    }
+                    match v {
+                        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN) as f32,
+                        Value::Bool(b) => *b as u8 as f32,
+                        Value::Null => f32::NAN,
+                        other => return Err(bad("non_numeric_input", format!("`{label}` is {other}, not a number"))),
+                    }
+                }
+                Column::Feature(i) => match l.features.get(*i) {
+                    Some(Cell::Num(n)) => *n as f32,
+                    Some(Cell::Null) | None => f32::NAN,
+                    Some(Cell::Text(t)) => {
+                        return Err(bad("non_numeric_input", format!("`{label}` is the string {t:?}, not a number")))
+                    }
+                },
+            };
+            if v.is_nan() && !plan.model.allow_nan {
+                return Err(bad("nan_input", format!(
+                    "`{label}` is missing or null, and model `{}` does not accept missing values", plan.model.name)));
+            }
+            row.push(v);
+        }
+        out.push(row);
+    }
+    Ok(out)
+}
+
+/// A batch's outputs and the row of one event in them.
+type RowOutputs = (Arc<Vec<crate::model::Output>>, usize);
+
+/// Runs the model on a blocking thread. If the batch fails as a whole, each
+/// row is run alone so only the rows that cause the failure are refused.
+async fn infer(model: &Arc<Model>, rows: Vec<Vec<Vec<f32>>>) -> Vec<Result<RowOutputs, StageError>> {
+    let model = model.clone();
+    let n = rows.len();
+    tokio::task::spawn_blocking(move || {
+        let to_inputs = |rows: &[Vec<Vec<f32>>]| -> Vec<TensorInput> {
+            model
+                .inputs()
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| TensorInput {
+                    rows: rows.len(),
+                    cols: spec.width,
+                    data: rows.iter().flat_map(|r| r[i].iter().copied()).collect(),
+                })
+                .collect()
+        };
+        match model.run(to_inputs(&rows)) {
+            Ok(outputs) => {
+                let shared = Arc::new(outputs);
+                (0..n).map(|row| Ok((shared.clone(), row))).collect()
+            }
+            Err(_) => rows
+                .iter()
+                .map(|r| {
+                    model
+                        .run(to_inputs(std::slice::from_ref(r)))
+                        .map(|o| (Arc::new(o), 0))
+                        .map_err(|e| StageError::from(Stage::Infer, &e))
+                })
+                .collect(),
+        }
+    })
+    .await
+    .unwrap_or_else(|e| {
+        (0..n).map(|_| Err(StageError::new(Stage::Infer, ErrorClass::Transient, "inference_task", e.to_string()))).collect()
+    })
+}

@@ -1,0 +1,130 @@
+//! A deliberately broken config: every mistake is reported with its path,
+//! all at once, and nothing starts.
+
+mod common;
+
+use std::process::Command;
+
+const BROKEN: &str = r#"
+data_dir = "data"
+colour = "blue"
+
+[bus]
+kind = "embedded"
+
+[bus.embedded]
+partitions = 0
+session_timeout = 6
+
+[feature_stores.customers]
+kind = "embedded"
+
+[models.risk]
+path = "model/risk.onnx"
+sha256 = "abc"
+
+[[workers]]
+name = "claims-risk"
+topic = "claims"
+event_type = "ClaimCreated"
+model = "risc"
+result_type = "RiskScored"
+feature_store = "customer"
+entity_key = "customer_id"
+unknown_knob = true
+
+[workers.inputs]
+input = ["data.amount", "feature.age"]
+
+[workers.outputs]
+risk_score = "probabilities[one]"
+
+[workers.batch]
+max_size = 256
+max_wait = "soon"
+
+[workers.retry]
+max_attempts = 0
+
+[[workers.sinks]]
+topic = "claims"
+"#;
+
+fn expected() -> Vec<&'static str> {
+    vec![
+        "colour",
+        "bus.embedded.session_timeout",
+        "workers[0].unknown_knob",
+        "workers[0].batch.max_wait",
+        "bus.embedded.partitions",
+        "models.risk.sha256",
+        "workers[0].model",
+        "workers[0].feature_store",
+        "workers[0].entity_key",
+        "workers[0].inputs.input[1]",
+        "workers[0].outputs.risk_score",
+        "workers[0].retry.max_attempts",
+        "workers[0].sinks[0].topic",
+    ]
+}
+
+#[test]
+fn every_mistake_is_reported_with_its_path() {
+    let errors = modelbus::config::load_str(BROKEN, std::path::Path::new("/tmp")).unwrap_err();
+    let rendered: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    for path in expected() {
+        assert!(errors.iter().any(|e| e.path == path), "no error at `{path}`; got:\n{}", rendered.join("\n"));
+    }
+    let max_wait = errors.iter().find(|e| e.path == "workers[0].batch.max_wait").unwrap();
+    assert!(max_wait.message.contains("expected a duration like \"5ms\""), "{max_wait}");
+}
+
+#[test]
+fn validate_and_run_refuse_and_start_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, BROKEN).unwrap();
+    let out = Command::new(common::bin()).args(["validate", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for path in expected() {
+        assert!(stderr.contains(path), "validate output lacks `{path}`:\n{stderr}");
+    }
+    let out = Command::new(common::bin()).args(["run", "--config"]).arg(&cfg).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workers[0].model"));
+    assert!(!dir.path().join("data").exists(), "nothing may start on a bad config");
+}
+
+#[test]
+fn env_secrets_and_relative_paths() {
+    std::env::set_var("MODELBUS_TEST_TOPIC", "from-env");
+    let text = r#"
+data_dir = "state"
+[models.m]
+path = "m.onnx"
+[[workers]]
+name = "w"
+topic = "${MODELBUS_TEST_TOPIC}"
+event_type = "E"
+model = "m"
+result_type = "R"
+inputs = { input = ["data.x"] }
+outputs = { y = "variable" }
+sinks = [{ topic = "out" }]
+"#;
+    let c = modelbus::config::load_str(text, std::path::Path::new("/etc/mb")).unwrap();
+    assert_eq!(c.workers[0].topic, "from-env");
+    assert_eq!(c.data_dir, std::path::PathBuf::from("/etc/mb/state"));
+    assert_eq!(c.models["m"].path, std::path::PathBuf::from("/etc/mb/m.onnx"));
+    let missing = text.replace("MODELBUS_TEST_TOPIC", "MODELBUS_SURELY_UNSET");
+    let errs = modelbus::config::load_str(&missing, std::path::Path::new("/")).unwrap_err();
+    assert!(errs.iter().any(|e| e.path == "workers[0].topic" && e.message.contains("MODELBUS_SURELY_UNSET")));
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let c = common::claims(|t| t);
+    let out = Command::new(common::bin()).args(["validate", "--deep", "--config"]).arg(&c.config_path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
