@@ -11,6 +11,7 @@
 //! - [`worker`] — the loop: receive → decode → validate → features → infer → emit → ack.
 //! - [`retry`] — backoff and the give-up decision for transient failures.
 //! - [`dead_letter`] — the failure envelope, and reading dead letters back.
+//! - [`dedup`] — the optional input dedup window.
 //! - [`sink`] — where results go.
 //! - [`app`] — assembles a running deployment from a config.
 //! - [`telemetry`] — metric names, counters, latency, tracing setup.
@@ -23,6 +24,7 @@ pub mod bench;
 pub mod bus;
 pub mod config;
 pub mod dead_letter;
+pub mod dedup;
 pub mod demo;
 pub mod error;
 pub mod event;

@@ -24,6 +24,8 @@ pub struct WorkerStats {
     pub received: AtomicU64,
     pub results: AtomicU64,
     pub retries: AtomicU64,
+    /// Inputs acknowledged without a result because dedup had seen them.
+    pub duplicates: AtomicU64,
     pub in_flight: AtomicU64,
     pub batches: AtomicU64,
     /// (stage, code) → count.
@@ -38,6 +40,7 @@ impl Default for WorkerStats {
             received: AtomicU64::new(0),
             results: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            duplicates: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             dead_letters: Mutex::new(BTreeMap::new()),

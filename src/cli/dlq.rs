@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use chrono::{DateTime, Utc};
 use modelbus::bus::{Bus, ReadFrom};
+use modelbus::dead_letter::replay::{replay, ReplayOptions};
 use modelbus::dead_letter::{DeadLetter, Filter};
 
 use super::load_config;
@@ -20,6 +21,24 @@ pub enum DlqCommand {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Put dead letters back on their group's replay topic (`<group>.replay`).
+    ///
+    /// Takes the same filters as `list`. Each original record keeps its id and trace,
+    /// gets `replaycount` incremented and starts with no attempts. A dead letter already
+    /// replayed is skipped (the tool remembers); one replayed too often is refused.
+    Replay {
+        #[command(flatten)]
+        sel: Selection,
+        /// Show what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Most replays per second.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Refuse events already replayed this many times (default: the worker's `max_replays`).
+        #[arg(long)]
+        max_replays: Option<u32>,
     },
     /// Print one dead letter: its failure attributes and the original record.
     Show {
@@ -114,6 +133,50 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                     println!("  {n:>6}  {stage:<9} {code}");
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        DlqCommand::Replay { sel, dry_run, rate, max_replays } => {
+            let config = load_config(&sel.config)?;
+            let bus = Bus::open(&config)?;
+            let filter = Filter {
+                worker: sel.worker.clone(),
+                stage: sel.stage.clone(),
+                class: sel.class.clone(),
+                since: sel.since,
+                until: sel.until,
+            };
+            let mut topics: Vec<(String, u32)> = config
+                .workers
+                .iter()
+                .filter(|w| sel.worker.as_deref().is_none_or(|n| n == w.name))
+                .map(|w| (w.dead_letter_topic(), max_replays.unwrap_or(w.max_replays)))
+                .collect();
+            if let Some(t) = &sel.topic {
+                topics.retain(|(d, _)| d == t);
+                if topics.is_empty() {
+                    topics.push((t.clone(), max_replays.unwrap_or(3)));
+                }
+            }
+            topics.dedup();
+            let existing: Vec<String> = bus.topics().await?.into_iter().map(|(t, _)| t).collect();
+            let (mut replayed, mut already, mut refused) = (0, 0, 0);
+            for (topic, max) in topics.iter().filter(|(t, _)| existing.contains(t)) {
+                let opts = ReplayOptions { filter: filter.clone(), dry_run, rate, max_replays: *max };
+                let report = replay(&bus, topic, &opts).await?;
+                for (id, target) in &report.replayed {
+                    println!("{} {id} -> {target}", if dry_run { "would replay" } else { "replayed" });
+                }
+                for id in &report.refused {
+                    println!("refused {id}: already replayed {max} time(s) (loop guard)");
+                }
+                replayed += report.replayed.len();
+                already += report.already.len();
+                refused += report.refused.len();
+            }
+            println!(
+                "{}{replayed} replayed, {already} skipped (replayed before), {refused} refused by the loop guard",
+                if dry_run { "dry run: " } else { "" }
+            );
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Show { id, config } => {

@@ -222,6 +222,14 @@ pub struct WorkerConfig {
     /// redelivered after a crash, not result latency.
     #[serde(default = "default_commit_interval", with = "duration::req")]
     pub commit_interval: Duration,
+    /// Input dedup: an event whose (`source`, `id`) had a result emitted
+    /// within this window is acknowledged without a second result. Off by default.
+    #[serde(default, with = "duration::opt")]
+    pub dedup_window: Option<Duration>,
+    /// `modelbus dlq replay` refuses an event already replayed this many
+    /// times (a loop guard).
+    #[serde(default = "default_max_replays")]
+    pub max_replays: u32,
     /// Dead-letter topic (default `<topic>.dlq`).
     pub dead_letter_topic: Option<String>,
     /// Where results go; at least one.
@@ -230,6 +238,9 @@ pub struct WorkerConfig {
 
 fn default_in_flight() -> usize {
     4096
+}
+fn default_max_replays() -> u32 {
+    3
 }
 fn default_commit_interval() -> Duration {
     Duration::from_millis(50)

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 use super::{InputSpec, InputType, ModelError, Output, TensorInput};
 
@@ -43,7 +44,7 @@ impl TractModel {
             }
             let width = dims[1]
                 .concretize()
-                .and_then(|d| d.to_usize().ok())
+                .and_then(|d| d.to_i64().ok()).map(|v| v as usize)
                 .ok_or_else(|| format!("input `{name}` has no fixed feature width"))?;
             model
                 .set_input_fact(i, InferenceFact::dt_shape(dt, tvec![n.to_dim(), width.to_dim()]))
@@ -97,7 +98,8 @@ impl TractModel {
         for (name, v) in self.outputs.iter().zip(results) {
             // Labels may be strings or int64; only numbers are mapped into results.
             let Ok(f) = v.cast_to::<f32>() else { continue };
-            let data = f.as_slice::<f32>().map_err(|e| ModelError::Inference(e.to_string()))?.to_vec();
+            let view = f.to_plain_array_view::<f32>().map_err(|e| ModelError::Inference(e.to_string()))?;
+            let data: Vec<f32> = view.iter().copied().collect();
             out.push(Output { name: name.clone(), shape: v.shape().to_vec(), data });
         }
         Ok(out)

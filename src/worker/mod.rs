@@ -189,6 +189,10 @@ impl Worker {
                         self.stats.record_latency_us(us);
                     }
                 }
+                Outcome::Duplicate => {
+                    slot.state = SlotState::Done { dead_letter: None };
+                    self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
                 Outcome::Failed(err) if err.class == ErrorClass::Fatal => {
                     return Err(WorkerError::Fatal {
                         worker: self.plan.worker.clone(),

@@ -54,6 +54,7 @@ pub struct Plan {
     pub outputs: Vec<(String, OutputExpr)>,
     pub passthrough: Vec<String>,
     pub sinks: Vec<Sink>,
+    pub dedup: Option<Arc<crate::dedup::Dedup>>,
 }
 
 impl Plan {
@@ -141,6 +142,12 @@ impl Plan {
             outputs,
             passthrough: w.passthrough.clone(),
             sinks,
+            dedup: match w.dedup_window {
+                Some(window) => Some(Arc::new(
+                    crate::dedup::Dedup::open(&config.data_dir, w.group(), window).map_err(|e| format!("{p}.dedup_window: {e}"))?,
+                )),
+                None => None,
+            },
         })
     }
 

@@ -19,6 +19,8 @@ use crate::model::{Model, TensorInput};
 pub enum Outcome {
     /// Its result was accepted by every sink; latency from event time, µs.
     Emitted { latency_us: Option<u64> },
+    /// Its result was emitted before, within the dedup window.
+    Duplicate,
     Failed(StageError),
 }
 
@@ -89,6 +91,31 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
         live.push(Live { idx, event, schema_version, entity, features: Vec::new() });
     }
 
+    // dedup: drop events whose result was already emitted
+    let mut duplicates = Vec::new();
+    if let Some(dedup) = &plan.dedup {
+        let ids = live.iter().map(|l| (l.event.source.clone(), l.event.id.clone())).collect();
+        match dedup.seen(ids).await {
+            Ok(seen) => {
+                let mut kept = Vec::with_capacity(live.len());
+                for (l, dup) in live.into_iter().zip(seen) {
+                    if dup {
+                        duplicates.push(l.idx);
+                    } else {
+                        kept.push(l);
+                    }
+                }
+                live = kept;
+            }
+            Err(e) => {
+                let err = StageError::from(Stage::Decode, &e);
+                for l in live.drain(..) {
+                    fail(l.idx, err.clone());
+                }
+            }
+        }
+    }
+
     // features: one lookup for the batch
     if let Some(store) = &plan.store {
         let keys: Vec<String> = live.iter().map(|l| l.entity.clone().unwrap_or_default()).collect();
@@ -140,7 +167,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
 
     // map outputs into result events
     let now = Utc::now();
-    let mut emitted: Vec<(usize, Record, Option<u64>)> = Vec::with_capacity(live.len());
+    let mut emitted: Vec<(usize, Record, Option<u64>, (String, String))> = Vec::with_capacity(live.len());
     for (l, res) in live.into_iter().zip(results) {
         let (outputs, row) = match res {
             Ok(o) => o,
@@ -152,7 +179,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
         match plan.result_for(&l.event, l.schema_version, &outputs, row, now) {
             Ok(rec) => {
                 let latency = (now - l.event.time).num_microseconds().and_then(|v| u64::try_from(v).ok());
-                emitted.push((l.idx, rec, latency));
+                emitted.push((l.idx, rec, latency, (l.event.source.clone(), l.event.id.clone())));
             }
             Err(e) => fail(l.idx, e),
         }
@@ -160,7 +187,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
 
     // emit: every sink must accept before the inputs count as handled
     if !emitted.is_empty() {
-        let recs: Vec<Record> = emitted.iter().map(|(_, r, _)| r.clone()).collect();
+        let recs: Vec<Record> = emitted.iter().map(|(_, r, _, _)| r.clone()).collect();
         let mut sink_err = None;
         for sink in plan.sinks.iter() {
             if let Err(e) = sink.emit(&recs).await {
@@ -168,12 +195,23 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
                 break;
             }
         }
-        for (idx, _, latency) in emitted {
+        if let (None, Some(dedup)) = (&sink_err, &plan.dedup) {
+            // Recorded only now that the results are out. If this fails the
+            // results stand; a redelivery would produce the same result ids.
+            let ids = emitted.iter().map(|(_, _, _, id)| id.clone()).collect();
+            if let Err(e) = dedup.record(ids).await {
+                tracing::warn!(worker = %plan.worker, error = %e, "could not record emitted ids for dedup");
+            }
+        }
+        for (idx, _, latency, _) in emitted {
             outcomes[idx] = Some(match &sink_err {
                 None => Outcome::Emitted { latency_us: latency },
                 Some(e) => Outcome::Failed(e.clone()),
             });
         }
+    }
+    for idx in duplicates {
+        outcomes[idx] = Some(Outcome::Duplicate);
     }
     outcomes
         .into_iter()

@@ -4,11 +4,14 @@
 //! Every member heartbeats into `members`. The live members (heartbeat within
 //! the session timeout), sorted, split the group's partitions round-robin.
 //! A member takes a partition's lease only when it is free or its owner is no
-//! longer live, bumping the lease's generation; it gives up a lease it should
-//! no longer hold at its next heartbeat. Every commit transaction checks that
-//! the committer still holds the lease at the generation it acquired, so a
-//! process that stalled (SIGSTOP) past the session timeout and then resumes
-//! cannot commit over its successor: its partitions come back as fenced.
+//! longer live, bumping the lease's generation. A member gives up a lease it
+//! should no longer hold in its next commit, after the work done on that
+//! partition is committed, so a handover repeats as little as possible.
+//!
+//! Every commit transaction checks that the committer still holds the lease
+//! at the generation it acquired, so a process that stalled (SIGSTOP) past
+//! the session timeout and then resumes cannot commit over its successor:
+//! its partitions come back as fenced.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -18,7 +21,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::{append, blocking, ensure_topic, fetch, store, Shared};
-use crate::bus::{AttemptState, BusError, Commit, CommitOutcome, Delivery, Polled, Rebalance, TopicPartition};
+use crate::bus::{AttemptState, BusError, Commit, CommitOutcome, Polled, Rebalance, TopicPartition};
 
 #[derive(Debug, Clone)]
 struct Owned {
@@ -39,6 +42,11 @@ pub struct EmbeddedConsumer {
     attempts: HashMap<(TopicPartition, u64), AttemptState>,
     last_heartbeat: Option<Instant>,
     last_retention: Instant,
+    /// Revocations seen during a poll or a commit, reported by the next `maintain`.
+    revoked_backlog: Vec<TopicPartition>,
+    /// Partitions to hand over: no longer fetched, released by the next
+    /// commit once what was done on them is committed.
+    releasing: Vec<TopicPartition>,
     next_partition: usize,
 }
 
@@ -62,6 +70,8 @@ impl EmbeddedConsumer {
             attempts: HashMap::new(),
             last_heartbeat: None,
             last_retention: Instant::now(),
+            revoked_backlog: Vec::new(),
+            releasing: Vec::new(),
             next_partition: 0,
         };
         let (topics, parts, path) = (c.topics.clone(), c.shared.cfg.partitions, c.path.clone());
@@ -92,6 +102,12 @@ impl EmbeddedConsumer {
 
     /// Heartbeats and rebalances when a heartbeat is due (or `force`).
     pub async fn maintain(&mut self, force: bool) -> Result<Rebalance, BusError> {
+        let mut reb = self.heartbeat(force).await?;
+        reb.revoked.splice(0..0, self.revoked_backlog.drain(..));
+        Ok(reb)
+    }
+
+    async fn heartbeat(&mut self, force: bool) -> Result<Rebalance, BusError> {
         let cfg = &self.shared.cfg;
         if !force && self.last_heartbeat.is_some_and(|t| t.elapsed() < cfg.heartbeat_interval) {
             return Ok(Rebalance::default());
@@ -118,13 +134,13 @@ impl EmbeddedConsumer {
             tracing::warn!(group = %self.group, member = %self.member, partitions = ?outcome.lost,
                 "lease lost to another member (this member missed its session timeout)");
         }
-        if !outcome.released.is_empty() {
-            tracing::info!(group = %self.group, member = %self.member, partitions = ?outcome.released,
-                "partitions released for rebalance");
+        for tp in outcome.released {
+            if !self.releasing.contains(&tp) {
+                self.releasing.push(tp);
+            }
         }
-        for tp in outcome.lost.into_iter().chain(outcome.released) {
-            self.owned.remove(&tp);
-            self.attempts.retain(|(t, _), _| t != &tp);
+        for tp in outcome.lost {
+            self.forget(&tp);
             reb.revoked.push(tp);
         }
         for (tp, generation, position, attempts) in outcome.gained {
@@ -145,8 +161,12 @@ impl EmbeddedConsumer {
         let deadline = Instant::now() + wait;
         loop {
             let notified = self.shared.notify.notified();
-            let mut parts: Vec<(TopicPartition, u64)> =
-                self.owned.iter().map(|(tp, o)| (tp.clone(), o.position)).collect();
+            let mut parts: Vec<(TopicPartition, u64)> = self
+                .owned
+                .iter()
+                .filter(|(tp, _)| !self.releasing.contains(tp))
+                .map(|(tp, o)| (tp.clone(), o.position))
+                .collect();
             if !parts.is_empty() {
                 // Rotate the starting partition so a busy one cannot starve the rest.
                 let k = self.next_partition % parts.len();
@@ -176,25 +196,54 @@ impl EmbeddedConsumer {
             }
             let nap = self.shared.cfg.poll_interval.min(deadline.saturating_duration_since(Instant::now()));
             let _ = tokio::time::timeout(nap, notified).await;
-            self.maintain(false).await?;
+            // Keep heartbeating while idle; the worker hears of revocations
+            // at its next `maintain`.
+            let reb = self.heartbeat(false).await?;
+            self.revoked_backlog.extend(reb.revoked);
         }
     }
 
+    fn forget(&mut self, tp: &TopicPartition) {
+        self.owned.remove(tp);
+        self.releasing.retain(|t| t != tp);
+        self.attempts.retain(|(t, _), _| t != tp);
+    }
+
     pub async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, BusError> {
-        if commit.offsets.is_empty() && commit.attempts.is_empty() && commit.dead_letters.is_empty() {
+        let empty = commit.offsets.is_empty() && commit.attempts.is_empty() && commit.dead_letters.is_empty();
+        if empty && self.releasing.is_empty() {
             return Ok(CommitOutcome::default());
         }
+        let release = std::mem::take(&mut self.releasing);
         let owned: HashMap<TopicPartition, i64> =
             self.owned.iter().map(|(tp, o)| (tp.clone(), o.generation)).collect();
         let (group, member, path) = (self.group.clone(), self.member.clone(), self.path.clone());
         let parts = self.shared.cfg.partitions;
         let had_dead_letters = !commit.dead_letters.is_empty();
-        let fenced = blocking(&self.conn, move |c| {
-            commit_tx(c, &group, &member, &owned, commit, parts).map_err(|e| store::store_err(&path, e))
+        let rel = release.clone();
+        let fenced = match blocking(&self.conn, move |c| {
+            commit_tx(c, &group, &member, &owned, commit, parts, &rel).map_err(|e| store::store_err(&path, e))
         })
-        .await?;
+        .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                self.releasing = release;
+                return Err(e);
+            }
+        };
         for tp in &fenced {
-            self.owned.remove(tp);
+            self.forget(tp);
+        }
+        if !release.is_empty() {
+            tracing::info!(group = %self.group, member = %self.member, partitions = ?release,
+                "partitions committed and released for rebalance");
+        }
+        for tp in release {
+            if !fenced.contains(&tp) {
+                self.forget(&tp);
+                self.revoked_backlog.push(tp);
+            }
         }
         if had_dead_letters {
             self.shared.notify.notify_waiters();
@@ -228,7 +277,7 @@ struct RebalanceCtx {
 struct RebalanceOutcome {
     /// Leases another member holds now: this member stalled past its session.
     lost: Vec<TopicPartition>,
-    /// Leases given up so that a newly live member can take them.
+    /// Leases to give up so that a newly live member can take them.
     released: Vec<TopicPartition>,
     gained: Vec<(TopicPartition, i64, u64, Vec<(u64, AttemptState)>)>,
 }
@@ -277,10 +326,7 @@ fn rebalance(c: &mut Connection, ctx: &RebalanceCtx) -> rusqlite::Result<Rebalan
         if !still_mine {
             out.lost.push(tp.clone());
         } else if !desired.contains(&tp) {
-            tx.execute(
-                "UPDATE leases SET owner = NULL WHERE grp = ?1 AND topic = ?2 AND part = ?3",
-                params![ctx.group, tp.topic, tp.partition],
-            )?;
+            // Given up in the next commit, after the work done on it is committed.
             out.released.push(tp.clone());
         }
     }
@@ -292,7 +338,7 @@ fn rebalance(c: &mut Connection, ctx: &RebalanceCtx) -> rusqlite::Result<Rebalan
             None => 1,
             Some((None, g)) => g + 1,
             Some((Some(owner), g)) if !live.contains(&owner) || owner == ctx.member => g + 1,
-            // A live member still holds it; it lets go at its next heartbeat.
+            // A live member still holds it; it lets go at its next commit.
             Some(_) => continue,
         };
         tx.execute(
@@ -356,6 +402,7 @@ fn commit_tx(
     owned: &HashMap<TopicPartition, i64>,
     commit: Commit,
     partitions: u32,
+    release: &[TopicPartition],
 ) -> rusqlite::Result<Vec<TopicPartition>> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut verdict: HashMap<TopicPartition, bool> = HashMap::new();
@@ -410,6 +457,14 @@ fn commit_tx(
             tx.execute(
                 "DELETE FROM attempts WHERE grp = ?1 AND topic = ?2 AND part = ?3 AND off < ?4",
                 params![group, tp.topic, tp.partition, *next as i64],
+            )?;
+        }
+    }
+    for tp in release {
+        if holds(tp)? {
+            tx.execute(
+                "UPDATE leases SET owner = NULL WHERE grp = ?1 AND topic = ?2 AND part = ?3",
+                params![group, tp.topic, tp.partition],
             )?;
         }
     }

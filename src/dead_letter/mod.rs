@@ -2,7 +2,10 @@
 //! headers and value bytes, unchanged — plus `dl*` attributes that are the
 //! same on every bus (DESIGN.md, "The wire contract"). They travel as
 //! `ce_dl*` headers: CloudEvents extension attributes in binary mode.
-//! Also the reading side: listing and inspecting dead letters.
+//! Also the reading side: listing and inspecting dead letters, and
+//! replaying them ([`replay`]).
+
+pub mod replay;
 
 use std::collections::BTreeMap;
 
