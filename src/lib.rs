@@ -6,6 +6,7 @@
 //! - [`event`] — the CloudEvents envelope, trace context, and raw bus [`event::Record`]s.
 //! - [`bus`] — topics, partitions, consumer groups and commits; `embedded` backend.
 //! - [`schema`] — the schema registry: validation and compatibility of versions.
+//! - [`faults`] — fault injection points for failure tests.
 //! - [`features`] — feature stores: entity key → named features, batched.
 //! - [`model`] — ONNX models run in-process; golden checks at load.
 //! - [`worker`] — the loop: receive → decode → validate → features → infer → emit → ack.
@@ -29,6 +30,7 @@ pub mod demo;
 pub mod error;
 pub mod event;
 pub mod example;
+pub mod faults;
 pub mod features;
 pub mod model;
 pub mod retry;

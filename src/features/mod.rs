@@ -40,6 +40,8 @@ pub enum FeatureError {
     Csv { path: String, reason: String },
     #[error("feature store task failed: {0}")]
     Task(String),
+    #[error("injected {0} fault at features.lookup")]
+    Injected(ErrorClass),
 }
 
 impl Classify for FeatureError {
@@ -48,6 +50,7 @@ impl Classify for FeatureError {
             FeatureError::Busy { .. } | FeatureError::Task(_) | FeatureError::Store { .. } => ErrorClass::Transient,
             FeatureError::UnknownFeature { .. } | FeatureError::NotLoaded(_) => ErrorClass::Fatal,
             FeatureError::Csv { .. } => ErrorClass::Permanent,
+            FeatureError::Injected(c) => *c,
         }
     }
     fn code(&self) -> &'static str {
@@ -58,6 +61,7 @@ impl Classify for FeatureError {
             FeatureError::NotLoaded(_) => "store_not_loaded",
             FeatureError::Csv { .. } => "bad_csv",
             FeatureError::Task(_) => "feature_task",
+            FeatureError::Injected(_) => "injected_fault",
         }
     }
 }
@@ -84,6 +88,9 @@ impl FeatureStore {
     /// Looks up `keys` in one query. Each answer holds the prepared features
     /// in order, or `None` for an entity the store does not have.
     pub async fn lookup(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<Cell>>>, FeatureError> {
+        if let Some(class) = crate::faults::check("features.lookup") {
+            return Err(FeatureError::Injected(class));
+        }
         match self {
             FeatureStore::Embedded(s) => s.lookup(keys).await,
         }

@@ -14,6 +14,8 @@ use crate::event::Record;
 pub enum SinkError {
     #[error("topic sink `{topic}`: {source}")]
     Topic { topic: String, source: BusError },
+    #[error("injected {0} fault at sink.emit")]
+    Injected(ErrorClass),
 }
 
 impl Classify for SinkError {
@@ -25,11 +27,13 @@ impl Classify for SinkError {
                 ErrorClass::Fatal => ErrorClass::Fatal,
                 _ => ErrorClass::Transient,
             },
+            SinkError::Injected(c) => *c,
         }
     }
     fn code(&self) -> &'static str {
         match self {
             SinkError::Topic { .. } => "sink_topic",
+            SinkError::Injected(_) => "injected_fault",
         }
     }
 }
@@ -47,6 +51,9 @@ impl Sink {
 
     /// Delivers a batch; `Ok` means every record is durably accepted.
     pub async fn emit(&self, records: &[Record]) -> Result<(), SinkError> {
+        if let Some(class) = crate::faults::check("sink.emit") {
+            return Err(SinkError::Injected(class));
+        }
         match self {
             Sink::Topic(s) => s.emit(records).await,
         }

@@ -6,7 +6,7 @@
 //! letters it passes and the attempt state of events still retrying).
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use crate::bus::{AttemptState, Commit, DeadLetterWrite, Delivery, TopicPartition};
 

@@ -16,7 +16,9 @@ pub mod stages;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use chrono::{TimeZone, Utc};
 use tokio_util::sync::CancellationToken;

@@ -80,3 +80,72 @@ pub fn signal(child: &Child, sig: i32) {
 pub fn raw(value: &[u8], key: &str) -> Record {
     Record { key: Some(key.as_bytes().to_vec()), headers: vec![], value: value.to_vec() }
 }
+
+/// A small deployment around one of `tests/models/*.onnx` (6 float inputs
+/// `x0..x5`, nullable), consuming `readings` and emitting `Scored`.
+/// `worker_extra` is appended to the worker table.
+pub fn reading_deployment(model: &str, outputs: &str, worker_extra: &str) -> (tempfile::TempDir, PathBuf, Config) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models");
+    std::fs::copy(root.join(format!("{model}.onnx")), dir.path().join("m.onnx")).unwrap();
+    std::fs::copy(root.join(format!("{model}.golden.json")), dir.path().join("m.golden.json")).unwrap();
+    std::fs::create_dir_all(dir.path().join("schemas/Reading")).unwrap();
+    let props: Vec<String> = (0..6).map(|i| format!("\"x{i}\": {{\"type\": [\"number\", \"null\"]}}")).collect();
+    std::fs::write(
+        dir.path().join("schemas/Reading/1.json"),
+        format!(
+            "{{\"$schema\": \"https://json-schema.org/draft/2020-12/schema\", \"type\": \"object\", \
+             \"properties\": {{{}}}, \"required\": [\"x0\",\"x1\",\"x2\",\"x3\",\"x4\",\"x5\"]}}",
+            props.join(", ")
+        ),
+    )
+    .unwrap();
+    let text = format!(
+        r#"
+data_dir = "data"
+[bus.embedded]
+partitions = 2
+[models.m]
+path = "m.onnx"
+[[workers]]
+name = "scorer"
+topic = "readings"
+event_type = "Reading"
+model = "m"
+result_type = "Scored"
+{worker_extra}
+[workers.inputs]
+input = ["data.x0", "data.x1", "data.x2", "data.x3", "data.x4", "data.x5"]
+[workers.outputs]
+{outputs}
+[[workers.sinks]]
+topic = "scored"
+"#
+    );
+    let config_path = dir.path().join("modelbus.toml");
+    std::fs::write(&config_path, text).unwrap();
+    let config = modelbus::config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
+    (dir, config_path, config)
+}
+
+/// A `Reading` event with the given values (None = null).
+pub fn reading(id: &str, xs: [Option<f64>; 6]) -> Record {
+    let mut data = serde_json::Map::new();
+    for (i, x) in xs.iter().enumerate() {
+        data.insert(format!("x{i}"), x.map_or(serde_json::Value::Null, serde_json::Value::from));
+    }
+    modelbus::event::Event::from_structured_for_publish(serde_json::json!({
+        "id": id, "type": "Reading", "source": "/test", "subject": id, "data": data,
+    }))
+    .unwrap()
+    .to_record()
+}
+
+/// Dead letters of a topic, parsed.
+pub async fn dead_letters(bus: &Bus, topic: &str) -> Vec<modelbus::dead_letter::DeadLetter> {
+    read_all(bus, topic)
+        .await
+        .into_iter()
+        .filter_map(|d| modelbus::dead_letter::DeadLetter::from_record(d.record, d.tp.partition, d.offset))
+        .collect()
+}

@@ -158,7 +158,8 @@ impl EmbeddedConsumer {
     }
 
     pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled, BusError> {
-        let deadline = Instant::now() + wait;
+        // The runtime's clock, so a paused test clock governs waiting too.
+        let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.shared.notify.notified();
             let mut parts: Vec<(TopicPartition, u64)> = self
@@ -191,10 +192,10 @@ impl EmbeddedConsumer {
                 }
                 d.attempts = self.attempts.remove(&(d.tp.clone(), d.offset));
             }
-            if !batch.is_empty() || Instant::now() >= deadline {
+            if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(Polled { deliveries: batch });
             }
-            let nap = self.shared.cfg.poll_interval.min(deadline.saturating_duration_since(Instant::now()));
+            let nap = self.shared.cfg.poll_interval.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             let _ = tokio::time::timeout(nap, notified).await;
             // Keep heartbeating while idle; the worker hears of revocations
             // at its next `maintain`.

@@ -462,3 +462,222 @@ pub(super) fn softmax_zero(values: &mut [f32]) {
     }
     values.iter_mut().for_each(|v| *v /= sum);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::flat::tests::{leaf, node, ort_condition, regressor, weight};
+    use super::super::parse::{ClassifierSpec, SpecNode};
+    use super::*;
+
+    /// xorshift: deterministic randomness without a dependency.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    const GRID: [f32; 7] = [-1.0, -0.5, 0.0, 0.5, 1.0, 2.0, f32::INFINITY];
+
+    fn random_tree(rng: &mut Rng, tree: i64, depth: usize, nodes: &mut Vec<SpecNode>) -> i64 {
+        let id = nodes.len() as i64;
+        nodes.push(leaf(tree, id));
+        if depth > 0 && rng.below(4) != 0 {
+            let modes = [
+                NodeMode::BranchLeq,
+                NodeMode::BranchLt,
+                NodeMode::BranchGte,
+                NodeMode::BranchGt,
+                NodeMode::BranchEq,
+                NodeMode::BranchNeq,
+            ];
+            let mode = modes[rng.below(if rng.below(3) == 0 { 6 } else { 4 })];
+            let t = random_tree(rng, tree, depth - 1, nodes);
+            let f = random_tree(rng, tree, depth - 1, nodes);
+            let value = GRID[rng.below(GRID.len() - 1)] as f64;
+            let mut n = node(tree, id, mode, rng.below(3), value, t, f);
+            n.missing_tracks_true = rng.below(2) == 0;
+            nodes[id as usize] = n;
+        }
+        id
+    }
+
+    /// Walks the spec by node ids with onnxruntime's comparisons.
+    fn reference_leaf(nodes: &[SpecNode], tree: i64, x: &[f32]) -> i64 {
+        let find = |id: i64| nodes.iter().find(|n| n.tree_id == tree && n.node_id == id).unwrap();
+        let mut n = find(0);
+        while n.mode != NodeMode::Leaf {
+            let cond = ort_condition(n.mode, x[n.feature], n.value as f32, n.missing_tracks_true);
+            n = find(if cond { n.true_id } else { n.false_id });
+        }
+        n.node_id
+    }
+
+    #[test]
+    fn flattened_walks_match_reference_walks() {
+        let mut rng = Rng(0x9e3779b97f4a7c15);
+        let xs = [f32::NAN, -1.0, -0.7, -0.5, 0.0, 0.5, 0.6, 1.0, 2.0, f32::INFINITY, f32::NEG_INFINITY];
+        for _ in 0..300 {
+            let mut nodes = vec![];
+            let n_trees = 1 + rng.below(4);
+            for tree in 0..n_trees as i64 {
+                random_tree(&mut rng, tree, 4, &mut nodes);
+            }
+            // Weights exact in f32 and distinct per (tree, leaf): the sum says which leaves were hit.
+            let weights: Vec<_> = nodes
+                .iter()
+                .filter(|n| n.mode == NodeMode::Leaf)
+                .map(|n| weight(n.tree_id, n.node_id, 0, (n.node_id + 1) as f64 * 32f64.powi(n.tree_id as i32)))
+                .collect();
+            let spec = regressor(nodes.clone(), weights);
+            let eval = Evaluator::<f32>::build(&spec).unwrap();
+            let rows = 40;
+            let x: Vec<f32> = (0..rows * 3).map(|_| xs[rng.below(xs.len())]).collect();
+            let mut out = vec![0f32; rows];
+            eval.eval(&x, rows, 3, |v| v, &mut out, &mut []).unwrap();
+            for r in 0..rows {
+                let row = &x[r * 3..][..3];
+                let expected: f64 = (0..n_trees as i64)
+                    .map(|t| (reference_leaf(&nodes, t, row) + 1) as f64 * 32f64.powi(t as i32))
+                    .sum();
+                assert_eq!(out[r] as f64, expected as f32 as f64, "row {row:?} layout {}", eval.forest.layout());
+            }
+        }
+    }
+
+    fn stump_classifier(labels: Vec<i64>, weights: Vec<(i64, f64, f64)>, base: Vec<f64>, post: PostTransform) -> Evaluator<f32> {
+        // x <= 0 goes to leaf 1, else leaf 2; (class, weight leaf 1, weight leaf 2).
+        let mut ws = vec![];
+        for &(c, a, b) in &weights {
+            ws.push(weight(0, 1, c, a));
+            ws.push(weight(0, 2, c, b));
+        }
+        let distinct: std::collections::HashSet<i64> = weights.iter().map(|w| w.0).collect();
+        let mut spec = regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.0, 1, 2), leaf(0, 1), leaf(0, 2)], ws);
+        spec.n_outputs = labels.len();
+        spec.post_transform = post;
+        spec.base_values = base;
+        spec.classifier = Some(ClassifierSpec {
+            binary_case: labels.len() == 2 && distinct.len() == 1,
+            weights_are_all_positive: spec.weights.iter().all(|w| w.weight >= 0.0),
+            labels: ClassLabels::Int64(labels),
+        });
+        Evaluator::build(&spec).unwrap()
+    }
+
+    fn run(e: &Evaluator<f32>, x: &[f32]) -> (Vec<f32>, Vec<i64>) {
+        let mut scores = vec![0f32; x.len() * e.n_outputs];
+        let mut labels = vec![0i64; x.len()];
+        e.eval(x, x.len(), 1, |v| v, &mut scores, &mut labels).unwrap();
+        (scores, labels)
+    }
+
+    #[test]
+    fn binary_logistic_with_one_scored_class() {
+        // Gradient-boosting export: every weight on class 0, one base value.
+        let e = stump_classifier(vec![0, 1], vec![(0, -1.0, 2.0)], vec![0.5], PostTransform::Logistic);
+        let (scores, labels) = run(&e, &[-1.0, 1.0]);
+        let p = |s: f32| logistic(s);
+        assert_eq!(scores, vec![p(0.5), p(-0.5), p(-2.5), p(2.5)]);
+        assert_eq!(labels, vec![0, 1]);
+    }
+
+    #[test]
+    fn binary_positive_weights_threshold_at_half() {
+        let e = stump_classifier(vec![3, 7], vec![(1, 0.4, 0.6)], vec![], PostTransform::None);
+        let (scores, labels) = run(&e, &[-1.0, 1.0]);
+        // Class 1 scored, class 0 not: two columns, class 0 reads 0.
+        assert_eq!(scores, vec![0.0, 0.4, 0.0, 0.6]);
+        assert_eq!(labels, vec![3, 7]);
+    }
+
+    #[test]
+    fn binary_single_column_expands_to_complement() {
+        let e = stump_classifier(vec![3, 7], vec![(0, 0.4, 0.6)], vec![], PostTransform::None);
+        let (scores, labels) = run(&e, &[-1.0, 1.0]);
+        assert_eq!(scores, vec![1.0 - 0.4, 0.4, 1.0 - 0.6, 0.6]);
+        assert_eq!(labels, vec![3, 7]);
+    }
+
+    #[test]
+    fn binary_with_both_classes_labels_like_onnxruntime() {
+        // Not the "binary case": onnxruntime reports the literal 1/0.
+        let e = stump_classifier(vec![3, 7], vec![(0, 0.9, 0.2), (1, 0.1, 0.8)], vec![], PostTransform::None);
+        let (scores, labels) = run(&e, &[-1.0, 1.0]);
+        assert_eq!(scores, vec![0.9, 0.1, 0.2, 0.8]);
+        assert_eq!(labels, vec![1, 1]);
+    }
+
+    #[test]
+    fn multiclass_softmax_with_base_values() {
+        let e = stump_classifier(
+            vec![10, 20, 30],
+            vec![(0, 1.0, 0.0), (1, 0.0, 1.0), (2, 0.5, 0.5)],
+            vec![0.1, 0.2, 0.3],
+            PostTransform::Softmax,
+        );
+        let (scores, labels) = run(&e, &[-1.0, 1.0]);
+        let mut first = [1.1f32, 0.2, 0.8];
+        softmax(&mut first);
+        assert_eq!(&scores[..3], &first);
+        assert_eq!(labels, vec![10, 20]);
+    }
+
+    #[test]
+    fn single_target_aggregates() {
+        let nodes = vec![node(0, 0, NodeMode::BranchLeq, 0, 0.0, 1, 2), leaf(0, 1), leaf(0, 2), leaf(1, 0)];
+        let weights = vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 3.0), weight(1, 0, 0, 2.0)];
+        let mut spec = regressor(nodes, weights);
+        spec.base_values = vec![10.0];
+        let cases = [
+            (Aggregate::Sum, [13.0f32, 15.0]),
+            (Aggregate::Average, [11.5, 12.5]),
+            (Aggregate::Min, [11.0, 12.0]),
+            (Aggregate::Max, [12.0, 13.0]),
+        ];
+        for (agg, expected) in cases {
+            spec.aggregate = agg;
+            let e = Evaluator::<f32>::build(&spec).unwrap();
+            let mut out = [0f32; 2];
+            e.eval(&[-1f32, 1.0], 2, 1, |v| v, &mut out, &mut []).unwrap();
+            assert_eq!(out, expected, "{agg:?}");
+        }
+    }
+
+    #[test]
+    fn unscored_targets_read_zero_even_with_base_values() {
+        let mut spec = regressor(vec![leaf(0, 0)], vec![weight(0, 0, 1, 2.0)]);
+        spec.n_outputs = 2;
+        spec.base_values = vec![5.0, 5.0];
+        let e = Evaluator::<f32>::build(&spec).unwrap();
+        let mut out = [0f32; 2];
+        e.eval(&[0f32], 1, 1, |v| v, &mut out, &mut []).unwrap();
+        assert_eq!(out, [0.0, 7.0]);
+    }
+
+    #[test]
+    fn too_narrow_input_is_an_error() {
+        let spec = regressor(vec![node(0, 0, NodeMode::BranchLeq, 4, 0.0, 1, 2), leaf(0, 1), leaf(0, 2)], vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 1.0)]);
+        let e = Evaluator::<f32>::build(&spec).unwrap();
+        let err = e.eval(&[0f32; 2], 1, 2, |v| v, &mut [0f32], &mut []).unwrap_err();
+        assert!(err.to_string().contains("feature 4"), "{err}");
+    }
+
+    #[test]
+    fn transforms() {
+        assert_eq!(logistic(0.0), 0.5);
+        assert!((logistic(2.0) + logistic(-2.0) - 1.0).abs() < 1e-7);
+        assert!(probit(0.5).abs() < 1e-6);
+        assert!((probit(0.975) - 1.96).abs() < 0.01);
+        let mut v = [0.0f32, 1.0, 0.0];
+        softmax_zero(&mut v);
+        assert_eq!(v[1], 1.0);
+        assert!(v[0] == 0.0 && v[2] == 0.0);
+    }
+}

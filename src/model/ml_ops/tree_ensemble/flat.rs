@@ -368,3 +368,139 @@ impl<T: Real> Forest<T> {
         root_ref.ok_or_else(|| err(spec, "nodes_treeids", "empty tree".to_string()))
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::super::parse::{Aggregate, PostTransform, SpecNode, SpecWeight};
+    use super::*;
+
+    /// onnxruntime's branch condition, the reference the canonical form must
+    /// reproduce.
+    pub fn ort_condition(mode: NodeMode, x: f32, t: f32, nan_true: bool) -> bool {
+        (match mode {
+            NodeMode::BranchLeq => x <= t,
+            NodeMode::BranchLt => x < t,
+            NodeMode::BranchGte => x >= t,
+            NodeMode::BranchGt => x > t,
+            NodeMode::BranchEq => x == t,
+            NodeMode::BranchNeq => x != t,
+            NodeMode::Leaf => unreachable!(),
+        }) || (nan_true && x.is_nan())
+    }
+
+    const SPECIALS: [f32; 10] =
+        [0.0, -0.0, 1.5, -1.5, 1e-30, f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY, 3.0];
+
+    #[test]
+    fn canonical_form_matches_every_mode() {
+        let modes = [NodeMode::BranchLeq, NodeMode::BranchLt, NodeMode::BranchGte, NodeMode::BranchGt];
+        for mode in modes {
+            for nan_true in [false, true] {
+                for &t in &SPECIALS {
+                    let Some((negated, u, true_left)) = canonical(mode, t, nan_true) else {
+                        assert!(t.is_infinite(), "{mode:?} {t} should canonicalize");
+                        continue;
+                    };
+                    let mut xs = SPECIALS.to_vec();
+                    xs.extend([f32::NAN, t, t.pred().unwrap_or(t), -(-t).pred().unwrap_or(t)]);
+                    for x in xs {
+                        let xe = if negated { -x } else { x };
+                        let left = xe <= u;
+                        let got = left == true_left;
+                        assert_eq!(got, ort_condition(mode, x, t, nan_true), "{mode:?} nan_true={nan_true} t={t} x={x}");
+                    }
+                }
+            }
+        }
+        assert!(canonical(NodeMode::BranchEq, 1.0f32, false).is_none());
+        assert!(canonical(NodeMode::BranchLeq, f32::NAN, false).is_none());
+    }
+
+    pub fn node(tree: i64, id: i64, mode: NodeMode, feature: usize, value: f64, t: i64, f: i64) -> SpecNode {
+        SpecNode { tree_id: tree, node_id: id, feature, value, mode, true_id: t, false_id: f, missing_tracks_true: false }
+    }
+
+    pub fn leaf(tree: i64, id: i64) -> SpecNode {
+        node(tree, id, NodeMode::Leaf, 0, 0.0, 0, 0)
+    }
+
+    pub fn weight(tree: i64, id: i64, output: i64, weight: f64) -> SpecWeight {
+        SpecWeight { tree_id: tree, node_id: id, output, weight }
+    }
+
+    pub fn regressor(nodes: Vec<SpecNode>, weights: Vec<SpecWeight>) -> EnsembleSpec {
+        EnsembleSpec {
+            n_outputs: 1,
+            aggregate: Aggregate::Sum,
+            post_transform: PostTransform::None,
+            base_values: vec![],
+            nodes,
+            weights,
+            classifier: None,
+        }
+    }
+
+    fn build_err(spec: &EnsembleSpec) -> String {
+        format!("{:#}", Forest::<f32>::build(spec).unwrap_err())
+    }
+
+    #[test]
+    fn stump_is_flattened_with_weights_resolved() {
+        let spec = regressor(
+            vec![node(0, 0, NodeMode::BranchLeq, 2, 0.5, 1, 2), leaf(0, 1), leaf(0, 2)],
+            vec![weight(0, 2, 0, 7.0), weight(0, 1, 0, 3.0)],
+        );
+        let forest = Forest::<f32>::build(&spec).unwrap();
+        assert_eq!(forest.n_features, 3);
+        assert_eq!(forest.roots, vec![0]);
+        let Nodes::Fast(nodes) = &forest.nodes else { panic!("expected canonical nodes") };
+        assert_eq!(nodes[0], FastNode { feature: 2, threshold: 0.5, left: LEAF, right: LEAF | 1 });
+        assert_eq!(forest.leaf_value, vec![3.0, 7.0]);
+    }
+
+    #[test]
+    fn equality_modes_use_general_nodes() {
+        let spec = regressor(
+            vec![node(0, 0, NodeMode::BranchEq, 0, 0.5, 1, 2), leaf(0, 1), leaf(0, 2)],
+            vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 2.0)],
+        );
+        assert!(matches!(Forest::<f32>::build(&spec).unwrap().nodes, Nodes::General(_)));
+    }
+
+    #[test]
+    fn structural_errors_name_op_and_attribute() {
+        let cyclic = regressor(
+            vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 2), node(0, 1, NodeMode::BranchLeq, 0, 0.5, 0, 2), leaf(0, 2)],
+            vec![weight(0, 2, 0, 1.0)],
+        );
+        let e = build_err(&cyclic);
+        assert!(e.contains("TreeEnsembleRegressor") && e.contains("cycle"), "{e}");
+
+        let dangling = regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 5), leaf(0, 1)], vec![weight(0, 1, 0, 1.0)]);
+        let e = build_err(&dangling);
+        assert!(e.contains("nodes_falsenodeids"), "{e}");
+
+        let bare_leaf = regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 2), leaf(0, 1), leaf(0, 2)], vec![weight(0, 1, 0, 1.0)]);
+        let e = build_err(&bare_leaf);
+        assert!(e.contains("target_weights") && e.contains("no weight"), "{e}");
+
+        let twice = regressor(vec![leaf(0, 0), leaf(0, 0)], vec![weight(0, 0, 0, 1.0)]);
+        assert!(build_err(&twice).contains("nodes_nodeids"));
+
+        let cross_tree = regressor(
+            vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 1), leaf(1, 1)],
+            vec![weight(1, 1, 0, 1.0)],
+        );
+        assert!(build_err(&cross_tree).contains("nodes_truenodeids"));
+    }
+
+    #[test]
+    fn shared_subtrees_are_emitted_once() {
+        let spec = regressor(
+            vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 1), leaf(0, 1)],
+            vec![weight(0, 1, 0, 1.0)],
+        );
+        let forest = Forest::<f32>::build(&spec).unwrap();
+        assert_eq!(forest.leaf_value.len(), 1);
+    }
+}
