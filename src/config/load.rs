@@ -124,18 +124,19 @@ fn deserialize_collecting(mut doc: toml::Value, errors: &mut Vec<ConfigError>) -
     let mut removed: Vec<String> = Vec::new();
     for _ in 0..64 {
         let err = match serde_path_to_error::deserialize::<_, Config>(doc.clone()) {
-            Ok(c) => return if errors.is_empty() { Some(c) } else { None },
+            // With the bad keys removed the rest still deserialises, so the
+            // cross-field checks can report their problems too.
+            Ok(c) => return Some(c),
             Err(e) => e,
         };
         let path = err.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let message = err.inner().to_string();
-        let message = message.split(" in `").next().unwrap_or(&message).trim().to_string();
-        let key_path = match unknown_field_name(&message) {
-            Some(field) if path.is_empty() => field.to_string(),
-            Some(field) => format!("{path}.{field}"),
-            None => path.clone(),
-        };
+        // toml appends the location (`in \`a.b\``); the path says it already.
+        let message = message.split("\nin `").next().unwrap_or(&message);
+        let message = message.split(" in `").next().unwrap_or(message).trim().to_string();
+        // serde_path_to_error's path already ends at an unknown key.
+        let key_path = path.clone();
         let missing_removed = missing_field_name(&message).is_some_and(|f| {
             let p = if path.is_empty() { f.to_string() } else { format!("{path}.{f}") };
             removed.contains(&p) || removed.contains(&path)

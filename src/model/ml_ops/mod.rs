@@ -13,7 +13,7 @@ mod tree_ensemble;
 
 use tract_onnx::model::OnnxOpRegister;
 use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::*;
 
 /// The ONNX framework with modelbus's ONNX-ML ops registered over tract's stock ones.
 pub fn onnx() -> tract_onnx::Onnx {

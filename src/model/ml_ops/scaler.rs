@@ -39,6 +39,9 @@ pub struct Scaler {
     offset: Arc<Vec<f32>>,
 }
 
+// Attributes are never NaN-compared for identity purposes; tract wants Eq.
+impl Eq for Scaler {}
+
 impl Scaler {
     /// onnxruntime's rule: one value per column (the second axis, or the
     /// only one for 1D input), or a single value for all.

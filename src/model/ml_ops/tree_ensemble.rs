@@ -12,6 +12,8 @@
 mod eval;
 mod flat;
 mod parse;
+mod perfect;
+mod transform;
 
 use eval::Evaluator;
 use parse::{ClassLabels, EnsembleSpec};
@@ -170,6 +172,8 @@ impl PartialEq for TreeEnsembleOp {
     }
 }
 
+impl Eq for TreeEnsembleOp {}
+
 impl TreeEnsembleOp {
     fn n_outputs(&self) -> usize {
         match &self.evaluator {
@@ -189,7 +193,7 @@ impl Op for TreeEnsembleOp {
             Compiled::F32(e) => ("f32", e.forest.roots.len(), e.forest.layout()),
             Compiled::F64(e) => ("f64", e.forest.roots.len(), e.forest.layout()),
         };
-        Ok(vec![format!("{trees} trees, {layout} nodes, {domain} thresholds")])
+        Ok(vec![format!("{trees} trees, {layout}, {domain} thresholds")])
     }
 
     op_as_typed_op!();

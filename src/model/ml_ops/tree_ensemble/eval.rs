@@ -10,7 +10,9 @@
 
 use super::flat::{FastNode, Forest, GeneralNode, Nodes, Real, LEAF};
 use super::parse::{Aggregate, ClassLabels, EnsembleSpec, NodeMode, PostTransform};
-use tract_onnx::prelude::*;
+use super::perfect;
+use super::transform::{probit, write_scores};
+use tract_onnx::tract_hir::internal::*;
 
 /// onnxruntime's `ScoreValue`: a sum plus whether any tree contributed to it.
 /// Unscored columns read as 0 whatever their sum.
@@ -21,14 +23,14 @@ pub struct Score<T> {
 }
 
 impl<T: Real> Score<T> {
-    fn value(self) -> T {
+    pub fn value(self) -> T {
         if self.has {
             self.score
         } else {
             T::default()
         }
     }
-    fn f32(self) -> f32 {
+    pub fn f32(self) -> f32 {
         self.value().to_f32()
     }
 }
@@ -165,12 +167,16 @@ impl<T: Real> Evaluator<T> {
             let acc = &mut acc[..rows * n_out];
             acc.fill(Score::default());
             let xe = &xe[..rows * width];
+            let roots = &self.forest.roots;
             match &self.forest.nodes {
+                Nodes::Perfect(trees) => {
+                    self.accumulate(xe, width, acc, |t, row| perfect::walk(trees, t, row))
+                }
                 Nodes::Fast(nodes) => {
-                    self.accumulate(xe, width, acc, |r, row| walk_fast(nodes, r, row))
+                    self.accumulate(xe, width, acc, |t, row| walk_fast(nodes, roots[t], row))
                 }
                 Nodes::General(nodes) => {
-                    self.accumulate(xe, width, acc, |r, row| walk_general(nodes, r, row))
+                    self.accumulate(xe, width, acc, |t, row| walk_general(nodes, roots[t], row))
                 }
             }
             for r in 0..rows {
@@ -198,7 +204,7 @@ impl<T: Real> Evaluator<T> {
     }
 
     #[inline(always)]
-    fn accumulate<W: Fn(u32, &[T]) -> usize>(
+    fn accumulate<W: Fn(usize, &[T]) -> usize>(
         &self,
         xe: &[T],
         width: usize,
@@ -213,7 +219,7 @@ impl<T: Real> Evaluator<T> {
     }
 
     #[inline(always)]
-    fn accumulate_agg<W: Fn(u32, &[T]) -> usize, const AGG: u8>(
+    fn accumulate_agg<W: Fn(usize, &[T]) -> usize, const AGG: u8>(
         &self,
         xe: &[T],
         width: usize,
@@ -226,16 +232,16 @@ impl<T: Real> Evaluator<T> {
         // Rows are walked in tree-major order: a tree's nodes stay in cache
         // and the rows' walks, being independent, overlap in the CPU.
         if n_out == 1 {
-            for &root in &f.roots {
+            for t in 0..f.roots.len() {
                 for (r, a) in acc.iter_mut().enumerate() {
-                    let leaf = walk(root, &xe[r * width..][..width]);
+                    let leaf = walk(t, &xe[r * width..][..width]);
                     merge::<T, AGG>(a, f.leaf_value[leaf]);
                 }
             }
         } else {
-            for &root in &f.roots {
+            for t in 0..f.roots.len() {
                 for r in 0..rows {
-                    let leaf = walk(root, &xe[r * width..][..width]);
+                    let leaf = walk(t, &xe[r * width..][..width]);
                     let (start, end) = f.leaf_range[leaf];
                     let a = &mut acc[r * n_out..][..n_out];
                     for &(col, v) in &f.weights[start as usize..end as usize] {
@@ -362,111 +368,11 @@ impl<T: Real> Evaluator<T> {
     }
 }
 
-/// onnxruntime's `write_scores`: post-transform in f32; a single scored column
-/// is expanded into two according to `add_second_class`.
-pub(super) fn write_scores<T: Real>(
-    preds: &[Score<T>],
-    post: PostTransform,
-    out: &mut [f32],
-    add_second_class: i32,
-) {
-    if preds.len() >= 2 {
-        for (o, p) in out.iter_mut().zip(preds) {
-            *o = p.f32();
-        }
-        match post {
-            PostTransform::None => (),
-            PostTransform::Probit => out.iter_mut().for_each(|o| *o = probit(*o)),
-            PostTransform::Logistic => out.iter_mut().for_each(|o| *o = logistic(*o)),
-            PostTransform::Softmax => softmax(out),
-            PostTransform::SoftmaxZero => softmax_zero(out),
-        }
-        return;
-    }
-    let Some(p) = preds.first() else { return };
-    // Arithmetic in T, transforms in f32, as onnxruntime does.
-    let v = p.value();
-    let (a, b) = match add_second_class {
-        _ if post == PostTransform::Probit => (probit(v.to_f32()), 0.0),
-        0 | 1 => ((T::from_f64(1.0) + -v).to_f32(), v.to_f32()),
-        2 | 3 if post == PostTransform::Logistic => {
-            (logistic((-v).to_f32()), logistic(v.to_f32()))
-        }
-        2 | 3 => ((-v).to_f32(), v.to_f32()),
-        // onnxruntime leaves the second column unwritten.
-        _ => (v.to_f32(), 0.0),
-    };
-    out[0] = a;
-    if let Some(o) = out.get_mut(1) {
-        *o = b;
-    }
-}
-
-pub(super) fn logistic(v: f32) -> f32 {
-    let e = 1.0 / (1.0 + (-v.abs()).exp());
-    if v < 0.0 {
-        1.0 - e
-    } else {
-        e
-    }
-}
-
-/// onnxruntime's approximate inverse error function, kept as is so PROBIT
-/// outputs match it rather than the exact function.
-fn erf_inv(x: f32) -> f32 {
-    let sgn = if x < 0.0 { -1.0f32 } else { 1.0 };
-    let x = (1.0 - x) * (1.0 + x);
-    let log = x.ln();
-    let v = 2.0 / (3.14159f32 * 0.147) + 0.5 * log;
-    let v2 = 1.0 / 0.147f32 * log;
-    let v3 = -v + (v * v - v2).sqrt();
-    sgn * v3.sqrt()
-}
-
-pub(super) fn probit(v: f32) -> f32 {
-    1.41421356f32 * erf_inv(2.0 * v - 1.0)
-}
-
-pub(super) fn softmax(values: &mut [f32]) {
-    let mut max = -f32::MAX;
-    for &v in values.iter() {
-        if v > max {
-            max = v;
-        }
-    }
-    let mut sum = 0.0f32;
-    for v in values.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
-    }
-    values.iter_mut().for_each(|v| *v /= sum);
-}
-
-/// Softmax that leaves (near-)zero scores out of the normalisation.
-pub(super) fn softmax_zero(values: &mut [f32]) {
-    let mut max = -f32::MAX;
-    for &v in values.iter() {
-        if v > max {
-            max = v;
-        }
-    }
-    let exp_neg_max = (-max).exp();
-    let mut sum = 0.0f32;
-    for v in values.iter_mut() {
-        if *v > 0.0000001 || *v < -0.0000001 {
-            *v = (*v - max).exp();
-            sum += *v;
-        } else {
-            *v *= exp_neg_max;
-        }
-    }
-    values.iter_mut().for_each(|v| *v /= sum);
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::flat::tests::{leaf, node, ort_condition, regressor, weight};
     use super::super::parse::{ClassifierSpec, SpecNode};
+    use super::super::transform::{logistic, softmax};
     use super::*;
 
     /// xorshift: deterministic randomness without a dependency.
@@ -497,7 +403,8 @@ mod tests {
                 NodeMode::BranchEq,
                 NodeMode::BranchNeq,
             ];
-            let mode = modes[rng.below(if rng.below(3) == 0 { 6 } else { 4 })];
+            let n_modes = if rng.below(3) == 0 { 6 } else { 4 };
+            let mode = modes[rng.below(n_modes)];
             let t = random_tree(rng, tree, depth - 1, nodes);
             let f = random_tree(rng, tree, depth - 1, nodes);
             let value = GRID[rng.below(GRID.len() - 1)] as f64;
@@ -511,7 +418,7 @@ mod tests {
     /// Walks the spec by node ids with onnxruntime's comparisons.
     fn reference_leaf(nodes: &[SpecNode], tree: i64, x: &[f32]) -> i64 {
         let find = |id: i64| nodes.iter().find(|n| n.tree_id == tree && n.node_id == id).unwrap();
-        let mut n = find(0);
+        let mut n = nodes.iter().find(|n| n.tree_id == tree).unwrap();
         while n.mode != NodeMode::Leaf {
             let cond = ort_condition(n.mode, x[n.feature], n.value as f32, n.missing_tracks_true);
             n = find(if cond { n.true_id } else { n.false_id });
@@ -670,14 +577,43 @@ mod tests {
     }
 
     #[test]
-    fn transforms() {
-        assert_eq!(logistic(0.0), 0.5);
-        assert!((logistic(2.0) + logistic(-2.0) - 1.0).abs() < 1e-7);
-        assert!(probit(0.5).abs() < 1e-6);
-        assert!((probit(0.975) - 1.96).abs() < 0.01);
-        let mut v = [0.0f32, 1.0, 0.0];
-        softmax_zero(&mut v);
-        assert_eq!(v[1], 1.0);
-        assert!(v[0] == 0.0 && v[2] == 0.0);
+    fn deep_trees_use_pointer_layout_and_match_reference() {
+        // Chains 30 deep: too deep for the complete layout.
+        let mut rng = Rng(42);
+        let modes = [NodeMode::BranchLeq, NodeMode::BranchLt, NodeMode::BranchGte, NodeMode::BranchGt];
+        let mut nodes = vec![];
+        let mut weights = vec![];
+        for tree in 0..3i64 {
+            for id in 0..30i64 {
+                let mode = modes[rng.below(4)];
+                let value = GRID[rng.below(GRID.len() - 1)] as f64;
+                let (t, f) = if rng.below(2) == 0 { (id + 100, id + 1) } else { (id + 1, id + 100) };
+                let mut n = node(tree, id, mode, rng.below(3), value, t, f);
+                n.missing_tracks_true = rng.below(2) == 0;
+                nodes.push(n);
+                nodes.push(leaf(tree, id + 100));
+                weights.push(weight(tree, id + 100, 0, (id + 1) as f64 * 64f64.powi(tree as i32)));
+            }
+            nodes.push(leaf(tree, 30));
+            weights.push(weight(tree, 30, 0, 31.0 * 64f64.powi(tree as i32)));
+        }
+        let spec = regressor(nodes.clone(), weights);
+        let eval = Evaluator::<f32>::build(&spec).unwrap();
+        assert!(matches!(eval.forest.nodes, Nodes::Fast(_)), "{}", eval.forest.layout());
+        let xs = [f32::NAN, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, f32::INFINITY];
+        let rows = 100;
+        let x: Vec<f32> = (0..rows * 3).map(|_| xs[rng.below(xs.len())]).collect();
+        let mut out = vec![0f32; rows];
+        eval.eval(&x, rows, 3, |v| v, &mut out, &mut []).unwrap();
+        for r in 0..rows {
+            let row = &x[r * 3..][..3];
+            let expected: f64 = (0..3i64)
+                .map(|t| {
+                    let id = reference_leaf(&nodes, t, row);
+                    (if id >= 100 { id - 99 } else { 31 }) as f64 * 64f64.powi(t as i32)
+                })
+                .sum();
+            assert_eq!(out[r] as f64, expected, "row {row:?}");
+        }
     }
 }

@@ -10,8 +10,9 @@
 //! fall back to the general form that switches on the node mode.
 
 use super::parse::{EnsembleSpec, NodeMode};
+use super::perfect::PerfectTrees;
 use std::collections::HashMap;
-use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::*;
 
 /// The numeric type thresholds, weights and sums live in. onnxruntime uses
 /// double for double input and float for everything else, and so do we.
@@ -97,6 +98,8 @@ pub struct GeneralNode<T> {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Nodes<T> {
+    /// Shallow canonical trees, padded to complete ones (see `perfect.rs`).
+    Perfect(PerfectTrees<T>),
     Fast(Vec<FastNode<T>>),
     General(Vec<GeneralNode<T>>),
 }
@@ -150,8 +153,9 @@ impl<T: Real> Forest<T> {
     /// For op dumps: how many branch nodes, and which walk they use.
     pub fn layout(&self) -> String {
         match &self.nodes {
-            Nodes::Fast(n) => format!("{} canonical", n.len()),
-            Nodes::General(n) => format!("{} general", n.len()),
+            Nodes::Perfect(p) => format!("complete depth-{} layout, {} splits", p.depth, p.splits.len()),
+            Nodes::Fast(n) => format!("canonical layout, {} branch nodes", n.len()),
+            Nodes::General(n) => format!("general layout, {} branch nodes", n.len()),
         }
     }
 
@@ -268,6 +272,20 @@ impl<T: Real> Forest<T> {
             let root = forest.emit(spec, start, &children, &mut leaf_weights, &mut general, &mut emitted, &mut on_path)?;
             forest.roots.push(root);
         }
+        // onnxruntime builds each tree from the first node listed for it; a
+        // node it cannot reach from there makes it misplace every weight
+        // (1.23) or refuse the model (later versions). Refuse it too.
+        if let Some(pos) = emitted.iter().position(|e| e.is_none()) {
+            let node = &spec.nodes[pos];
+            return Err(err(
+                spec,
+                "nodes_nodeids",
+                format!(
+                    "node {} of tree {} is unreachable from the tree's first listed node (roots must be listed first)",
+                    node.node_id, node.tree_id
+                ),
+            ));
+        }
         forest.n_features =
             general.iter().map(|node| node.feature as usize + 1).max().unwrap_or(0);
         let fast: Option<Vec<FastNode<T>>> = general
@@ -282,7 +300,10 @@ impl<T: Real> Forest<T> {
             })
             .collect();
         forest.nodes = match fast {
-            Some(fast) => Nodes::Fast(fast),
+            Some(fast) => match PerfectTrees::build(&fast, &forest.roots) {
+                Some(perfect) => Nodes::Perfect(perfect),
+                None => Nodes::Fast(fast),
+            },
             None => Nodes::General(general),
         };
         Ok(forest)
@@ -453,8 +474,9 @@ pub(super) mod tests {
         let forest = Forest::<f32>::build(&spec).unwrap();
         assert_eq!(forest.n_features, 3);
         assert_eq!(forest.roots, vec![0]);
-        let Nodes::Fast(nodes) = &forest.nodes else { panic!("expected canonical nodes") };
-        assert_eq!(nodes[0], FastNode { feature: 2, threshold: 0.5, left: LEAF, right: LEAF | 1 });
+        let Nodes::Perfect(trees) = &forest.nodes else { panic!("expected the complete layout") };
+        assert_eq!(trees.splits, vec![super::super::perfect::Split { feature: 2, threshold: 0.5 }]);
+        assert_eq!(trees.leaves, vec![0, 1]);
         assert_eq!(forest.leaf_value, vec![3.0, 7.0]);
     }
 

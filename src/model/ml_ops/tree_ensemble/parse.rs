@@ -8,7 +8,7 @@
 use super::super::{attr_error, floats_or_tensor};
 use tract_onnx::model::ParsingContext;
 use tract_onnx::pb::NodeProto;
-use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::*;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NodeMode {
