@@ -30,7 +30,7 @@ const GOOD: [Option<f64>; 6] = [Some(0.1), Some(-0.2), Some(0.3), Some(0.0), Som
 async fn nan_input_and_nan_output_are_dead_lettered_at_infer() {
     let _g = FAULTS.lock().unwrap_or_else(|e| e.into_inner());
     // An MLP cannot take a missing value.
-    let (_d1, _, cfg) = common::reading_deployment("mlp_clf", "p = \"probabilities[1]\"", "");
+    let (_d1, _, cfg) = common::reading_deployment("mlp_clf", "", "p = \"probabilities[1]\"", "");
     let (app, token, h) = start(cfg).await;
     let mut null_x2 = GOOD;
     null_x2[2] = None;
@@ -49,12 +49,13 @@ async fn nan_input_and_nan_output_are_dead_lettered_at_infer() {
     assert_eq!((dls[0].attr("dlstage"), dls[0].attr("dlcode"), dls[0].attr("dlattempts")), ("infer", "nan_input", "1"));
     assert_eq!(common::count(&app.bus, "scored").await, 2, "good neighbours still scored");
 
-    // Overflowing inputs make a linear model's output NaN (inf - inf).
-    let (_d2, _, cfg) = common::reading_deployment("logreg", "p = \"probabilities[1]\"", "");
+    // score = sqrt(sum(x)): a negative sum makes the model's output NaN.
+    let (_d2, _, cfg) = common::reading_deployment("sqrt_sum", "", "p = \"score\"", "");
     let (app, token, h) = start(cfg).await;
-    let huge = [Some(3e38), Some(-3e38), Some(3e38), Some(-3e38), Some(3e38), Some(-3e38)];
+    let positive = [Some(1.0), Some(2.0), Some(3.0), Some(0.0), Some(0.5), Some(4.0)];
+    let negative = [Some(-1.0), Some(-2.0), Some(-3.0), Some(0.0), Some(-0.5), Some(-4.0)];
     app.bus
-        .publish("readings", vec![common::reading("g1", GOOD), common::reading("nan-out", huge), common::reading("g2", GOOD)])
+        .publish("readings", vec![common::reading("g1", positive), common::reading("nan-out", negative), common::reading("g2", positive)])
         .await
         .unwrap();
     let bus = app.bus.clone();
@@ -62,7 +63,7 @@ async fn nan_input_and_nan_output_are_dead_lettered_at_infer() {
         let bus = bus.clone();
         async move { common::count(&bus, "scored").await >= 2 && common::count(&bus, "readings.dlq").await >= 1 }
     })
-    .await);
+    .await, "scored {} dlq {}", common::count(&app.bus, "scored").await, common::count(&app.bus, "readings.dlq").await);
     token.cancel();
     h.await.unwrap().unwrap();
     let dls = common::dead_letters(&app.bus, "readings.dlq").await;

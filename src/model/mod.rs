@@ -8,7 +8,6 @@
 //! rows assembled by the worker and are cast to each input's type here.
 
 mod golden;
-#[path = "ml_ops_stub.rs"]
 pub mod ml_ops;
 mod onnx;
 mod output;

@@ -10,7 +10,7 @@
 
 use super::flat::{FastNode, Forest, GeneralNode, Nodes, Real, LEAF};
 use super::parse::{Aggregate, ClassLabels, EnsembleSpec, NodeMode, PostTransform};
-use super::perfect;
+use super::perfect::{self, LANES};
 use super::transform::{probit, write_scores};
 use tract_onnx::tract_hir::internal::*;
 
@@ -101,6 +101,48 @@ fn merge<T: Real, const AGG: u8>(acc: &mut Score<T>, v: T) {
     acc.has = true;
 }
 
+/// Sends up to `LANES` rows (`width` values each, in `block`) down tree
+/// `tree`, writing one leaf per row. A trait rather than a closure so that
+/// the walk is inlined into the accumulation loop.
+trait Walk<T> {
+    fn walk(&self, tree: usize, block: &[T], width: usize, out: &mut [usize; LANES]);
+}
+
+struct PerfectWalk<'a, T>(&'a perfect::PerfectTrees<T>);
+struct FastWalk<'a, T>(&'a [FastNode<T>], &'a [u32]);
+struct GeneralWalk<'a, T>(&'a [GeneralNode<T>], &'a [u32]);
+
+impl<T: Real> Walk<T> for PerfectWalk<'_, T> {
+    #[inline(always)]
+    fn walk(&self, tree: usize, block: &[T], width: usize, out: &mut [usize; LANES]) {
+        if block.len() == LANES * width {
+            perfect::walk_lanes(self.0, tree, block, width, out)
+        } else {
+            for (o, row) in out.iter_mut().zip(block.chunks_exact(width.max(1))) {
+                *o = perfect::walk(self.0, tree, row);
+            }
+        }
+    }
+}
+
+impl<T: Real> Walk<T> for FastWalk<'_, T> {
+    #[inline(always)]
+    fn walk(&self, tree: usize, block: &[T], width: usize, out: &mut [usize; LANES]) {
+        for (o, row) in out.iter_mut().zip(block.chunks_exact(width.max(1))) {
+            *o = walk_fast(self.0, self.1[tree], row);
+        }
+    }
+}
+
+impl<T: Real> Walk<T> for GeneralWalk<'_, T> {
+    #[inline(always)]
+    fn walk(&self, tree: usize, block: &[T], width: usize, out: &mut [usize; LANES]) {
+        for (o, row) in out.iter_mut().zip(block.chunks_exact(width.max(1))) {
+            *o = walk_general(self.0, self.1[tree], row);
+        }
+    }
+}
+
 impl<T: Real> Evaluator<T> {
     pub fn build(spec: &EnsembleSpec) -> TractResult<Evaluator<T>> {
         let forest = Forest::build(spec)?;
@@ -169,14 +211,10 @@ impl<T: Real> Evaluator<T> {
             let xe = &xe[..rows * width];
             let roots = &self.forest.roots;
             match &self.forest.nodes {
-                Nodes::Perfect(trees) => {
-                    self.accumulate(xe, width, acc, |t, row| perfect::walk(trees, t, row))
-                }
-                Nodes::Fast(nodes) => {
-                    self.accumulate(xe, width, acc, |t, row| walk_fast(nodes, roots[t], row))
-                }
+                Nodes::Perfect(trees) => self.accumulate(xe, width, acc, &PerfectWalk(trees)),
+                Nodes::Fast(nodes) => self.accumulate(xe, width, acc, &FastWalk(nodes, roots)),
                 Nodes::General(nodes) => {
-                    self.accumulate(xe, width, acc, |t, row| walk_general(nodes, roots[t], row))
+                    self.accumulate(xe, width, acc, &GeneralWalk(nodes, roots))
                 }
             }
             for r in 0..rows {
@@ -204,48 +242,49 @@ impl<T: Real> Evaluator<T> {
     }
 
     #[inline(always)]
-    fn accumulate<W: Fn(usize, &[T]) -> usize>(
+    fn accumulate<W: Walk<T>>(
         &self,
         xe: &[T],
         width: usize,
         acc: &mut [Score<T>],
-        walk: W,
+        walk: &W,
     ) {
         match self.aggregate {
-            Aggregate::Sum | Aggregate::Average => self.accumulate_agg::<W, AGG_SUM>(xe, width, acc, walk),
+            Aggregate::Sum | Aggregate::Average => {
+                self.accumulate_agg::<W, AGG_SUM>(xe, width, acc, walk)
+            }
             Aggregate::Min => self.accumulate_agg::<W, AGG_MIN>(xe, width, acc, walk),
             Aggregate::Max => self.accumulate_agg::<W, AGG_MAX>(xe, width, acc, walk),
         }
     }
 
     #[inline(always)]
-    fn accumulate_agg<W: Fn(usize, &[T]) -> usize, const AGG: u8>(
+    fn accumulate_agg<W: Walk<T>, const AGG: u8>(
         &self,
         xe: &[T],
         width: usize,
         acc: &mut [Score<T>],
-        walk: W,
+        walk: &W,
     ) {
         let f = &self.forest;
         let n_out = self.n_outputs;
         let rows = acc.len() / n_out;
-        // Rows are walked in tree-major order: a tree's nodes stay in cache
-        // and the rows' walks, being independent, overlap in the CPU.
-        if n_out == 1 {
-            for t in 0..f.roots.len() {
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let leaf = walk(t, &xe[r * width..][..width]);
-                    merge::<T, AGG>(a, f.leaf_value[leaf]);
-                }
-            }
-        } else {
-            for t in 0..f.roots.len() {
-                for r in 0..rows {
-                    let leaf = walk(t, &xe[r * width..][..width]);
-                    let (start, end) = f.leaf_range[leaf];
-                    let a = &mut acc[r * n_out..][..n_out];
-                    for &(col, v) in &f.weights[start as usize..end as usize] {
-                        merge::<T, AGG>(&mut a[col as usize], v);
+        let mut leaves = [0usize; LANES];
+        // Tree-major order keeps a tree's nodes hot in cache while the rows,
+        // walked LANES at a time, give the CPU independent work to overlap.
+        for t in 0..f.roots.len() {
+            for first in (0..rows).step_by(LANES) {
+                let n = LANES.min(rows - first);
+                walk.walk(t, &xe[first * width..(first + n) * width], width, &mut leaves);
+                for (l, &leaf) in leaves[..n].iter().enumerate() {
+                    let a = &mut acc[(first + l) * n_out..][..n_out];
+                    if n_out == 1 {
+                        merge::<T, AGG>(&mut a[0], f.leaf_value[leaf]);
+                    } else {
+                        let (start, end) = f.leaf_range[leaf];
+                        for &(col, v) in &f.weights[start as usize..end as usize] {
+                            merge::<T, AGG>(&mut a[col as usize], v);
+                        }
                     }
                 }
             }

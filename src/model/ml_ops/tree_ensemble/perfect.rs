@@ -125,6 +125,44 @@ pub fn walk<T: Real>(trees: &PerfectTrees<T>, tree: usize, xe: &[T]) -> usize {
     trees.leaves[tree * (n_splits + 1) + i - n_splits] as usize
 }
 
+/// Rows walked in lockstep: their walks are independent chains of
+/// dependent loads, which the CPU overlaps when they are interleaved.
+pub const LANES: usize = 8;
+
+/// The leaves tree `tree` sends `LANES` consecutive rows of `block` to.
+#[inline(always)]
+pub fn walk_lanes<T: Real>(
+    trees: &PerfectTrees<T>,
+    tree: usize,
+    block: &[T],
+    width: usize,
+    out: &mut [usize; LANES],
+) {
+    let n_splits = (1usize << trees.depth) - 1;
+    let splits = &trees.splits[tree * n_splits..][..n_splits];
+    let leaves = &trees.leaves[tree * (n_splits + 1)..][..n_splits + 1];
+    let block = &block[..LANES * width];
+    let mut idx = [0usize; LANES];
+    for _ in 0..trees.depth {
+        for (l, i) in idx.iter_mut().enumerate() {
+            // SAFETY: `*i < n_splits` (it starts at 0 and the loop stops after
+            // `depth` steps, each mapping [0, 2^d - 1) into [0, 2^(d+1) - 1)),
+            // and `build` only stores features below the row width, which
+            // `Evaluator::eval` uses for `width`; `l * width + feature` is
+            // therefore inside `block`, checked above to hold LANES rows.
+            let (x, s) = unsafe {
+                let s = splits.get_unchecked(*i);
+                (*block.get_unchecked(l * width + s.feature as usize), s)
+            };
+            let right = !(x <= s.threshold);
+            *i = 2 * *i + 1 + right as usize;
+        }
+    }
+    for l in 0..LANES {
+        out[l] = leaves[idx[l] - n_splits] as usize;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

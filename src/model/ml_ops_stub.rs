@@ -1,4 +1,0 @@
-//! Temporary stand-in while the ML ops are finished.
-pub fn onnx() -> tract_onnx::Onnx {
-    tract_onnx::onnx()
-}
