@@ -54,6 +54,7 @@ pub enum Kind {
 
 pub struct Generator {
     rng: StdRng,
+    seed: u64,
     seq: u64,
     /// Fraction of events that are deliberately bad.
     pub bad_fraction: f64,
@@ -61,7 +62,7 @@ pub struct Generator {
 
 impl Generator {
     pub fn new(seed: u64, bad_fraction: f64) -> Generator {
-        Generator { rng: StdRng::seed_from_u64(seed), seq: 0, bad_fraction }
+        Generator { rng: StdRng::seed_from_u64(seed), seed, seq: 0, bad_fraction }
     }
 
     /// A good claim for a random known customer, stamped with `time`.
@@ -69,7 +70,7 @@ impl Generator {
         self.seq += 1;
         let customer = format!("C{:05}", self.rng.random_range(0..CUSTOMERS));
         let obj = json!({
-            "id": format!("claim-{}-{}", std::process::id(), self.seq),
+            "id": format!("claim-{}-{}-{}", std::process::id(), self.seed, self.seq),
             "source": "/modelbus/demo",
             "type": "ClaimCreated",
             "subject": customer,

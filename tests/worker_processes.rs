@@ -44,8 +44,8 @@ async fn wait_for_log(path: &std::path::Path, needle: &str, timeout: Duration) -
 }
 
 /// Publishes `n` events at `rate`/s, calling `at(results_so_far)` as it goes.
-async fn paced_publish(bus: &Bus, n: usize, rate: usize, mut at: impl FnMut(u64) -> bool) -> Vec<String> {
-    let mut g = Generator::new(11, 0.0);
+async fn paced_publish(bus: &Bus, seed: u64, n: usize, rate: usize, mut at: impl FnMut(u64) -> bool) -> Vec<String> {
+    let mut g = Generator::new(seed, 0.0);
     let mut ids = Vec::with_capacity(n);
     let per_tick = (rate / 50).max(1);
     let mut sent = 0;
@@ -92,7 +92,7 @@ async fn two_processes_split_work_and_survive_a_kill() {
     tokio::time::sleep(Duration::from_secs(1)).await; // let the group settle 2/2
 
     // Phase 1: both alive. No event may be processed by both.
-    let first = paced_publish(&bus, 1000, 500, |_| true).await;
+    let first = paced_publish(&bus, 1, 1000, 500, |_| true).await;
     let bus2 = &bus;
     assert!(common::wait_until(Duration::from_secs(30), || async move { common::count(bus2, "risk-scored").await >= 1000 }).await);
     let r1 = results(&bus).await;
@@ -104,7 +104,7 @@ async fn two_processes_split_work_and_survive_a_kill() {
     // Phase 2: kill -9 A mid-stream; B takes over its partitions.
     let before = common::count(&bus, "risk-scored").await;
     let mut killed = false;
-    let second = paced_publish(&bus, 3000, 500, |done| {
+    let second = paced_publish(&bus, 2, 3000, 500, |done| {
         if !killed && done >= before + 500 {
             common::signal(&a, libc::SIGKILL);
             killed = true;
@@ -147,7 +147,7 @@ async fn a_stopped_worker_commits_nothing_stale_after_sigcont() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let mut stopped_at = None;
-    let ids = paced_publish(&bus, 3000, 500, |done| {
+    let ids = paced_publish(&bus, 3, 3000, 500, |done| {
         if stopped_at.is_none() && done >= 500 {
             common::signal(&a, libc::SIGSTOP);
             stopped_at = Some(Instant::now());

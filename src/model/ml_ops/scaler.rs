@@ -29,7 +29,10 @@ fn scaler(
             format!("has {} values but scale has {}", offset.len(), scale.len()),
         ));
     }
-    let op = Scaler { scale: Arc::new(scale), offset: Arc::new(offset) };
+    let op = Scaler {
+        scale: Arc::new(scale),
+        offset: Arc::new(offset),
+    };
     Ok((expand(op), vec![]))
 }
 
@@ -46,7 +49,11 @@ impl Scaler {
     /// onnxruntime's rule: one value per column (the second axis, or the
     /// only one for 1D input), or a single value for all.
     fn check_columns(&self, shape: &[TDim]) -> TractResult<()> {
-        let Some(columns) = (if shape.len() == 1 { shape.first() } else { shape.get(1) }) else {
+        let Some(columns) = (if shape.len() == 1 {
+            shape.first()
+        } else {
+            shape.get(1)
+        }) else {
             bail!("Scaler: input must have at least one dimension");
         };
         if let Ok(columns) = columns.to_usize() {
@@ -122,7 +129,11 @@ impl EvalOp for Scaler {
         let input = args_1!(inputs);
         let shape: TVec<TDim> = input.shape().iter().map(|d| d.to_dim()).collect();
         self.check_columns(&shape)?;
-        let columns = if input.rank() == 1 { input.shape()[0] } else { input.shape()[1] };
+        let columns = if input.rank() == 1 {
+            input.shape()[0]
+        } else {
+            input.shape()[1]
+        };
         let mut out = vec![0f32; input.len()];
         let x = input.try_as_plain_ram()?;
         match input.datum_type() {
@@ -137,13 +148,25 @@ impl EvalOp for Scaler {
                 |a| a as f64,
                 &mut out,
             ),
-            DatumType::I64 => {
-                self.apply(x.as_slice::<i64>()?, columns, |v| v as f32, |v| v, |a| a, &mut out)
-            }
-            DatumType::I32 => {
-                self.apply(x.as_slice::<i32>()?, columns, |v| v as f32, |v| v, |a| a, &mut out)
-            }
-            dt => bail!("Scaler: unsupported input type {dt:?} (expected float, double, int64 or int32)"),
+            DatumType::I64 => self.apply(
+                x.as_slice::<i64>()?,
+                columns,
+                |v| v as f32,
+                |v| v,
+                |a| a,
+                &mut out,
+            ),
+            DatumType::I32 => self.apply(
+                x.as_slice::<i32>()?,
+                columns,
+                |v| v as f32,
+                |v| v,
+                |a| a,
+                &mut out,
+            ),
+            dt => bail!(
+                "Scaler: unsupported input type {dt:?} (expected float, double, int64 or int32)"
+            ),
         }
         Ok(tvec!(Tensor::from_shape(input.shape(), &out)?.into_tvalue()))
     }
@@ -170,7 +193,10 @@ mod tests {
     use super::*;
 
     fn scaler(scale: &[f32], offset: &[f32]) -> Scaler {
-        Scaler { scale: Arc::new(scale.to_vec()), offset: Arc::new(offset.to_vec()) }
+        Scaler {
+            scale: Arc::new(scale.to_vec()),
+            offset: Arc::new(offset.to_vec()),
+        }
     }
 
     fn run(op: &Scaler, input: Tensor) -> TractResult<Tensor> {

@@ -1,15 +1,18 @@
 //! The `TreeEnsembleClassifier` and `TreeEnsembleRegressor` ops as tract sees
 //! them: the ONNX node builders, the inference-time op (type and shape rules,
 //! wiring into a typed model) and the typed op that evaluates. Parsing lives in
-//! `parse.rs`, flattening in `flat.rs`, evaluation and onnxruntime's output
-//! semantics in `eval.rs`.
+//! `parse.rs`, flattening in `flat.rs` (branch rewriting in `canonical.rs`,
+//! the complete-tree layout in `perfect.rs`), the batch loop in `eval.rs`,
+//! onnxruntime's output semantics in `finish.rs` and `transform.rs`.
 //!
 //! The float evaluator is built when the node is parsed, so a malformed
 //! ensemble fails at model load; a double one is built at wiring time only if
 //! the input turns out to be double (onnxruntime then compares and sums in
 //! double).
 
+mod canonical;
 mod eval;
+mod finish;
 mod flat;
 mod parse;
 mod perfect;
@@ -50,7 +53,11 @@ fn build(
         .with_context(|| format!("{} node '{}'", node.op_type, node.name))?;
     // tract drops unnamed outputs, so remember which of ours exist.
     let present = |ix: usize| node.output.get(ix).is_some_and(|s| !s.is_empty());
-    let outputs = if classifier { vec![present(0), present(1)] } else { vec![present(0)] };
+    let outputs = if classifier {
+        vec![present(0), present(1)]
+    } else {
+        vec![present(0)]
+    };
     Ok((
         expand(TreeEnsemble {
             spec: Arc::new(spec),
@@ -139,10 +146,23 @@ impl Expansion for TreeEnsemble {
                 dt
             ),
         };
-        let labels = self.spec.classifier.as_ref().map(|c| Arc::new(c.labels.clone()));
-        let op = TreeEnsembleOp { name: self.spec.op_name(), evaluator, labels };
+        let labels = self
+            .spec
+            .classifier
+            .as_ref()
+            .map(|c| Arc::new(c.labels.clone()));
+        let op = TreeEnsembleOp {
+            name: self.spec.op_name(),
+            evaluator,
+            labels,
+        };
         let wired = model.wire_node(prefix, op, inputs)?;
-        Ok(wired.into_iter().zip(&self.outputs).filter(|(_, p)| **p).map(|(o, _)| o).collect())
+        Ok(wired
+            .into_iter()
+            .zip(&self.outputs)
+            .filter(|(_, p)| **p)
+            .map(|(o, _)| o)
+            .collect())
     }
 }
 
@@ -193,7 +213,9 @@ impl Op for TreeEnsembleOp {
             Compiled::F32(e) => ("f32", e.forest.roots.len(), e.forest.layout()),
             Compiled::F64(e) => ("f64", e.forest.roots.len(), e.forest.layout()),
         };
-        Ok(vec![format!("{trees} trees, {layout}, {domain} thresholds")])
+        Ok(vec![format!(
+            "{trees} trees, {layout}, {domain} thresholds"
+        )])
     }
 
     op_as_typed_op!();
@@ -205,16 +227,25 @@ impl EvalOp for TreeEnsembleOp {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let &[n_rows, n_cols] = input.shape() else {
-            bail!("{}: expected a 2D input, got shape {:?}", self.name, input.shape());
+            bail!(
+                "{}: expected a 2D input, got shape {:?}",
+                self.name,
+                input.shape()
+            );
         };
         let n_out = self.n_outputs();
         let mut scores = vec![0f32; n_rows * n_out];
         let mut labels = vec![0i64; if self.labels.is_some() { n_rows } else { 0 }];
         let plain = input.try_as_plain_ram()?;
         match (&self.evaluator, input.datum_type()) {
-            (Compiled::F32(e), DatumType::F32) => {
-                e.eval(plain.as_slice::<f32>()?, n_rows, n_cols, |v| v, &mut scores, &mut labels)
-            }
+            (Compiled::F32(e), DatumType::F32) => e.eval(
+                plain.as_slice::<f32>()?,
+                n_rows,
+                n_cols,
+                |v| v,
+                &mut scores,
+                &mut labels,
+            ),
             (Compiled::F32(e), DatumType::I64) => {
                 let x = plain.as_slice::<i64>()?;
                 e.eval(x, n_rows, n_cols, |v| v as f32, &mut scores, &mut labels)
@@ -223,13 +254,24 @@ impl EvalOp for TreeEnsembleOp {
                 let x = plain.as_slice::<i32>()?;
                 e.eval(x, n_rows, n_cols, |v| v as f32, &mut scores, &mut labels)
             }
-            (Compiled::F64(e), DatumType::F64) => {
-                e.eval(plain.as_slice::<f64>()?, n_rows, n_cols, |v| v, &mut scores, &mut labels)
-            }
-            (_, dt) => bail!("{}: input type {:?} does not match the compiled op", self.name, dt),
+            (Compiled::F64(e), DatumType::F64) => e.eval(
+                plain.as_slice::<f64>()?,
+                n_rows,
+                n_cols,
+                |v| v,
+                &mut scores,
+                &mut labels,
+            ),
+            (_, dt) => bail!(
+                "{}: input type {:?} does not match the compiled op",
+                self.name,
+                dt
+            ),
         }?;
         let scores = Tensor::from_shape(&[n_rows, n_out], &scores)?.into_tvalue();
-        let Some(classes) = &self.labels else { return Ok(tvec!(scores)) };
+        let Some(classes) = &self.labels else {
+            return Ok(tvec!(scores));
+        };
         let labels = match &**classes {
             ClassLabels::Int64(_) => Tensor::from_shape(&[n_rows], &labels)?,
             ClassLabels::Strings(names) => {
@@ -256,7 +298,12 @@ impl TypedOp for TreeEnsembleOp {
         };
         if let Ok(cols) = input.shape[1].to_usize() {
             if cols < n_features {
-                bail!("{}: the trees read feature {} but the input has {} columns", self.name, n_features - 1, cols);
+                bail!(
+                    "{}: the trees read feature {} but the input has {} columns",
+                    self.name,
+                    n_features - 1,
+                    cols
+                );
             }
         }
         let n = input.shape[0].clone();

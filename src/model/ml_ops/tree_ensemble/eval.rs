@@ -11,7 +11,6 @@
 use super::flat::{FastNode, Forest, GeneralNode, Nodes, Real, LEAF};
 use super::parse::{Aggregate, ClassLabels, EnsembleSpec, NodeMode, PostTransform};
 use super::perfect::{self, LANES};
-use super::transform::{probit, write_scores};
 use tract_onnx::tract_hir::internal::*;
 
 /// onnxruntime's `ScoreValue`: a sum plus whether any tree contributed to it.
@@ -36,12 +35,12 @@ impl<T: Real> Score<T> {
 }
 
 #[derive(Clone, Debug, PartialEq)]
-struct ClassInfo {
+pub(super) struct ClassInfo {
     /// What onnxruntime reports as label: the int64 labels, or class indices
     /// when labels are strings.
-    ids: Vec<i64>,
-    binary_case: bool,
-    weights_are_all_positive: bool,
+    pub ids: Vec<i64>,
+    pub binary_case: bool,
+    pub weights_are_all_positive: bool,
 }
 
 /// A compiled ensemble plus everything needed to finish its outputs.
@@ -49,10 +48,10 @@ struct ClassInfo {
 pub struct Evaluator<T> {
     pub forest: Forest<T>,
     pub n_outputs: usize,
-    aggregate: Aggregate,
-    post: PostTransform,
-    base: Vec<T>,
-    class: Option<ClassInfo>,
+    pub(super) aggregate: Aggregate,
+    pub(super) post: PostTransform,
+    pub(super) base: Vec<T>,
+    pub(super) class: Option<ClassInfo>,
 }
 
 const CHUNK: usize = 64;
@@ -65,7 +64,11 @@ const AGG_MAX: u8 = 2;
 fn walk_fast<T: Real>(nodes: &[FastNode<T>], mut r: u32, xe: &[T]) -> usize {
     while r & LEAF == 0 {
         let node = &nodes[r as usize];
-        r = if xe[node.feature as usize] <= node.threshold { node.left } else { node.right };
+        r = if xe[node.feature as usize] <= node.threshold {
+            node.left
+        } else {
+            node.right
+        };
     }
     (r & !LEAF) as usize
 }
@@ -95,8 +98,20 @@ fn walk_general<T: Real>(nodes: &[GeneralNode<T>], mut r: u32, xe: &[T]) -> usiz
 fn merge<T: Real, const AGG: u8>(acc: &mut Score<T>, v: T) {
     match AGG {
         AGG_SUM => acc.score = acc.score + v,
-        AGG_MIN => acc.score = if !acc.has || v < acc.score { v } else { acc.score },
-        _ => acc.score = if !acc.has || v > acc.score { v } else { acc.score },
+        AGG_MIN => {
+            acc.score = if !acc.has || v < acc.score {
+                v
+            } else {
+                acc.score
+            }
+        }
+        _ => {
+            acc.score = if !acc.has || v > acc.score {
+                v
+            } else {
+                acc.score
+            }
+        }
     }
     acc.has = true;
 }
@@ -242,13 +257,7 @@ impl<T: Real> Evaluator<T> {
     }
 
     #[inline(always)]
-    fn accumulate<W: Walk<T>>(
-        &self,
-        xe: &[T],
-        width: usize,
-        acc: &mut [Score<T>],
-        walk: &W,
-    ) {
+    fn accumulate<W: Walk<T>>(&self, xe: &[T], width: usize, acc: &mut [Score<T>], walk: &W) {
         match self.aggregate {
             Aggregate::Sum | Aggregate::Average => {
                 self.accumulate_agg::<W, AGG_SUM>(xe, width, acc, walk)
@@ -275,11 +284,19 @@ impl<T: Real> Evaluator<T> {
         for t in 0..f.roots.len() {
             for first in (0..rows).step_by(LANES) {
                 let n = LANES.min(rows - first);
-                walk.walk(t, &xe[first * width..(first + n) * width], width, &mut leaves);
+                walk.walk(
+                    t,
+                    &xe[first * width..(first + n) * width],
+                    width,
+                    &mut leaves,
+                );
                 for (l, &leaf) in leaves[..n].iter().enumerate() {
                     let a = &mut acc[(first + l) * n_out..][..n_out];
                     if n_out == 1 {
                         merge::<T, AGG>(&mut a[0], f.leaf_value[leaf]);
+                    } else if let Some(single) = &f.leaf_single {
+                        let (col, v) = single[leaf];
+                        merge::<T, AGG>(&mut a[col as usize], v);
                     } else {
                         let (start, end) = f.leaf_range[leaf];
                         for &(col, v) in &f.weights[start as usize..end as usize] {
@@ -290,128 +307,13 @@ impl<T: Real> Evaluator<T> {
             }
         }
     }
-
-    /// One output column: onnxruntime's `FinalizeScores1`, where only PROBIT
-    /// is applied and a single base value is the origin.
-    pub(super) fn finish_single(&self, p: Score<T>) -> f32 {
-        let origin = if self.base.len() == 1 { self.base[0] } else { T::default() };
-        let score = match self.aggregate {
-            Aggregate::Sum => p.score + origin,
-            Aggregate::Average => p.score / T::from_usize(self.forest.roots.len()) + origin,
-            Aggregate::Min | Aggregate::Max => {
-                if p.has {
-                    p.score + origin
-                } else {
-                    origin
-                }
-            }
-        };
-        if self.post == PostTransform::Probit {
-            probit(score.to_f32())
-        } else {
-            score.to_f32()
-        }
-    }
-
-    /// Several targets: base values apply only when there is one per target.
-    pub(super) fn finish_regressor(&self, preds: &mut [Score<T>], out: &mut [f32]) {
-        let use_base = self.base.len() == preds.len();
-        let n_trees = T::from_usize(self.forest.roots.len());
-        for (k, p) in preds.iter_mut().enumerate() {
-            let base = if use_base { self.base[k] } else { T::default() };
-            p.score = match self.aggregate {
-                Aggregate::Sum => p.score + base,
-                Aggregate::Average => p.score / n_trees + base,
-                Aggregate::Min | Aggregate::Max => base + p.value(),
-            };
-        }
-        write_scores(preds, self.post, out, -1);
-    }
-
-    /// onnxruntime's `TreeAggregatorClassifier::FinalizeScores`; returns the
-    /// label.
-    pub(super) fn finish_classifier(&self, preds: &mut [Score<T>], out: &mut [f32]) -> i64 {
-        let Some(class) = &self.class else { return 0 };
-        let base = &self.base;
-        if preds.len() > 2 {
-            for (p, &b) in preds.iter_mut().zip(base.iter()) {
-                if p.has {
-                    p.score = p.score + b;
-                } else {
-                    *p = Score { score: b, has: true };
-                }
-            }
-            let mut best: Option<(usize, T)> = None;
-            for (k, p) in preds.iter().enumerate() {
-                if p.has && best.is_none_or(|(_, w)| p.score > w) {
-                    best = Some((k, p.score));
-                }
-            }
-            write_scores(preds, self.post, out, -1);
-            // onnxruntime indexes with -1 when no class is scored; we pick the
-            // first class instead.
-            return class.ids[best.map(|b| b.0).unwrap_or(0)];
-        }
-        let mut add_second_class = -1;
-        let mut n = 2;
-        match base.len() {
-            2 => {
-                if preds[1].has {
-                    // onnxruntime's reading: class 0's base is ignored and
-                    // class 1 is re-derived from class 0's sum.
-                    preds[1].score = base[1] + preds[0].score;
-                    preds[0].score = -preds[1].score;
-                    preds[1].has = true;
-                } else {
-                    preds[1].score = preds[1].score + base[1];
-                    preds[0].score = preds[0].score + base[0];
-                }
-            }
-            1 => {
-                preds[0].score = preds[0].score + base[0];
-                if !preds[1].has {
-                    n = 1;
-                }
-            }
-            0 => {
-                add_second_class = 3;
-                if !preds[1].has {
-                    n = 1;
-                }
-            }
-            _ => (),
-        }
-        let (s0, s1) = (preds[0], if n == 2 && preds[1].has { preds[1] } else { Score::default() });
-        let pos_weight = if s1.has {
-            s1.score
-        } else if s0.has {
-            s0.score
-        } else {
-            T::default()
-        };
-        let label = if class.binary_case {
-            let positive = if class.weights_are_all_positive {
-                add_second_class = if pos_weight > T::from_f64(0.5) { 0 } else { 1 };
-                add_second_class == 0
-            } else {
-                add_second_class = if pos_weight > T::default() { 2 } else { 3 };
-                add_second_class == 2
-            };
-            class.ids[positive as usize]
-        } else {
-            // onnxruntime returns the literal 1 / 0 here, not the labels.
-            (pos_weight > T::default()) as i64
-        };
-        write_scores(&preds[..n], self.post, out, add_second_class);
-        label
-    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::flat::tests::{leaf, node, ort_condition, regressor, weight};
-    use super::super::parse::{ClassifierSpec, SpecNode};
-    use super::super::transform::{logistic, softmax};
+    use super::super::canonical::tests::ort_condition;
+    use super::super::flat::tests::{leaf, node, regressor, weight};
+    use super::super::parse::SpecNode;
     use super::*;
 
     /// xorshift: deterministic randomness without a dependency.
@@ -456,7 +358,12 @@ mod tests {
 
     /// Walks the spec by node ids with onnxruntime's comparisons.
     fn reference_leaf(nodes: &[SpecNode], tree: i64, x: &[f32]) -> i64 {
-        let find = |id: i64| nodes.iter().find(|n| n.tree_id == tree && n.node_id == id).unwrap();
+        let find = |id: i64| {
+            nodes
+                .iter()
+                .find(|n| n.tree_id == tree && n.node_id == id)
+                .unwrap()
+        };
         let mut n = nodes.iter().find(|n| n.tree_id == tree).unwrap();
         while n.mode != NodeMode::Leaf {
             let cond = ort_condition(n.mode, x[n.feature], n.value as f32, n.missing_tracks_true);
@@ -468,7 +375,19 @@ mod tests {
     #[test]
     fn flattened_walks_match_reference_walks() {
         let mut rng = Rng(0x9e3779b97f4a7c15);
-        let xs = [f32::NAN, -1.0, -0.7, -0.5, 0.0, 0.5, 0.6, 1.0, 2.0, f32::INFINITY, f32::NEG_INFINITY];
+        let xs = [
+            f32::NAN,
+            -1.0,
+            -0.7,
+            -0.5,
+            0.0,
+            0.5,
+            0.6,
+            1.0,
+            2.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+        ];
         for _ in 0..300 {
             let mut nodes = vec![];
             let n_trees = 1 + rng.below(4);
@@ -479,7 +398,14 @@ mod tests {
             let weights: Vec<_> = nodes
                 .iter()
                 .filter(|n| n.mode == NodeMode::Leaf)
-                .map(|n| weight(n.tree_id, n.node_id, 0, (n.node_id + 1) as f64 * 32f64.powi(n.tree_id as i32)))
+                .map(|n| {
+                    weight(
+                        n.tree_id,
+                        n.node_id,
+                        0,
+                        (n.node_id + 1) as f64 * 32f64.powi(n.tree_id as i32),
+                    )
+                })
                 .collect();
             let spec = regressor(nodes.clone(), weights);
             let eval = Evaluator::<f32>::build(&spec).unwrap();
@@ -492,126 +418,30 @@ mod tests {
                 let expected: f64 = (0..n_trees as i64)
                     .map(|t| (reference_leaf(&nodes, t, row) + 1) as f64 * 32f64.powi(t as i32))
                     .sum();
-                assert_eq!(out[r] as f64, expected as f32 as f64, "row {row:?} layout {}", eval.forest.layout());
+                assert_eq!(
+                    out[r] as f64,
+                    expected as f32 as f64,
+                    "row {row:?} layout {}",
+                    eval.forest.layout()
+                );
             }
         }
     }
 
-    fn stump_classifier(labels: Vec<i64>, weights: Vec<(i64, f64, f64)>, base: Vec<f64>, post: PostTransform) -> Evaluator<f32> {
-        // x <= 0 goes to leaf 1, else leaf 2; (class, weight leaf 1, weight leaf 2).
-        let mut ws = vec![];
-        for &(c, a, b) in &weights {
-            ws.push(weight(0, 1, c, a));
-            ws.push(weight(0, 2, c, b));
-        }
-        let distinct: std::collections::HashSet<i64> = weights.iter().map(|w| w.0).collect();
-        let mut spec = regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.0, 1, 2), leaf(0, 1), leaf(0, 2)], ws);
-        spec.n_outputs = labels.len();
-        spec.post_transform = post;
-        spec.base_values = base;
-        spec.classifier = Some(ClassifierSpec {
-            binary_case: labels.len() == 2 && distinct.len() == 1,
-            weights_are_all_positive: spec.weights.iter().all(|w| w.weight >= 0.0),
-            labels: ClassLabels::Int64(labels),
-        });
-        Evaluator::build(&spec).unwrap()
-    }
-
-    fn run(e: &Evaluator<f32>, x: &[f32]) -> (Vec<f32>, Vec<i64>) {
-        let mut scores = vec![0f32; x.len() * e.n_outputs];
-        let mut labels = vec![0i64; x.len()];
-        e.eval(x, x.len(), 1, |v| v, &mut scores, &mut labels).unwrap();
-        (scores, labels)
-    }
-
-    #[test]
-    fn binary_logistic_with_one_scored_class() {
-        // Gradient-boosting export: every weight on class 0, one base value.
-        let e = stump_classifier(vec![0, 1], vec![(0, -1.0, 2.0)], vec![0.5], PostTransform::Logistic);
-        let (scores, labels) = run(&e, &[-1.0, 1.0]);
-        let p = |s: f32| logistic(s);
-        assert_eq!(scores, vec![p(0.5), p(-0.5), p(-2.5), p(2.5)]);
-        assert_eq!(labels, vec![0, 1]);
-    }
-
-    #[test]
-    fn binary_positive_weights_threshold_at_half() {
-        let e = stump_classifier(vec![3, 7], vec![(1, 0.4, 0.6)], vec![], PostTransform::None);
-        let (scores, labels) = run(&e, &[-1.0, 1.0]);
-        // Class 1 scored, class 0 not: two columns, class 0 reads 0.
-        assert_eq!(scores, vec![0.0, 0.4, 0.0, 0.6]);
-        assert_eq!(labels, vec![3, 7]);
-    }
-
-    #[test]
-    fn binary_single_column_expands_to_complement() {
-        let e = stump_classifier(vec![3, 7], vec![(0, 0.4, 0.6)], vec![], PostTransform::None);
-        let (scores, labels) = run(&e, &[-1.0, 1.0]);
-        assert_eq!(scores, vec![1.0 - 0.4, 0.4, 1.0 - 0.6, 0.6]);
-        assert_eq!(labels, vec![3, 7]);
-    }
-
-    #[test]
-    fn binary_with_both_classes_labels_like_onnxruntime() {
-        // Not the "binary case": onnxruntime reports the literal 1/0.
-        let e = stump_classifier(vec![3, 7], vec![(0, 0.9, 0.2), (1, 0.1, 0.8)], vec![], PostTransform::None);
-        let (scores, labels) = run(&e, &[-1.0, 1.0]);
-        assert_eq!(scores, vec![0.9, 0.1, 0.2, 0.8]);
-        assert_eq!(labels, vec![1, 1]);
-    }
-
-    #[test]
-    fn multiclass_softmax_with_base_values() {
-        let e = stump_classifier(
-            vec![10, 20, 30],
-            vec![(0, 1.0, 0.0), (1, 0.0, 1.0), (2, 0.5, 0.5)],
-            vec![0.1, 0.2, 0.3],
-            PostTransform::Softmax,
-        );
-        let (scores, labels) = run(&e, &[-1.0, 1.0]);
-        let mut first = [1.1f32, 0.2, 0.8];
-        softmax(&mut first);
-        assert_eq!(&scores[..3], &first);
-        assert_eq!(labels, vec![10, 20]);
-    }
-
-    #[test]
-    fn single_target_aggregates() {
-        let nodes = vec![node(0, 0, NodeMode::BranchLeq, 0, 0.0, 1, 2), leaf(0, 1), leaf(0, 2), leaf(1, 0)];
-        let weights = vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 3.0), weight(1, 0, 0, 2.0)];
-        let mut spec = regressor(nodes, weights);
-        spec.base_values = vec![10.0];
-        let cases = [
-            (Aggregate::Sum, [13.0f32, 15.0]),
-            (Aggregate::Average, [11.5, 12.5]),
-            (Aggregate::Min, [11.0, 12.0]),
-            (Aggregate::Max, [12.0, 13.0]),
-        ];
-        for (agg, expected) in cases {
-            spec.aggregate = agg;
-            let e = Evaluator::<f32>::build(&spec).unwrap();
-            let mut out = [0f32; 2];
-            e.eval(&[-1f32, 1.0], 2, 1, |v| v, &mut out, &mut []).unwrap();
-            assert_eq!(out, expected, "{agg:?}");
-        }
-    }
-
-    #[test]
-    fn unscored_targets_read_zero_even_with_base_values() {
-        let mut spec = regressor(vec![leaf(0, 0)], vec![weight(0, 0, 1, 2.0)]);
-        spec.n_outputs = 2;
-        spec.base_values = vec![5.0, 5.0];
-        let e = Evaluator::<f32>::build(&spec).unwrap();
-        let mut out = [0f32; 2];
-        e.eval(&[0f32], 1, 1, |v| v, &mut out, &mut []).unwrap();
-        assert_eq!(out, [0.0, 7.0]);
-    }
-
     #[test]
     fn too_narrow_input_is_an_error() {
-        let spec = regressor(vec![node(0, 0, NodeMode::BranchLeq, 4, 0.0, 1, 2), leaf(0, 1), leaf(0, 2)], vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 1.0)]);
+        let spec = regressor(
+            vec![
+                node(0, 0, NodeMode::BranchLeq, 4, 0.0, 1, 2),
+                leaf(0, 1),
+                leaf(0, 2),
+            ],
+            vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 1.0)],
+        );
         let e = Evaluator::<f32>::build(&spec).unwrap();
-        let err = e.eval(&[0f32; 2], 1, 2, |v| v, &mut [0f32], &mut []).unwrap_err();
+        let err = e
+            .eval(&[0f32; 2], 1, 2, |v| v, &mut [0f32], &mut [])
+            .unwrap_err();
         assert!(err.to_string().contains("feature 4"), "{err}");
     }
 
@@ -619,26 +449,44 @@ mod tests {
     fn deep_trees_use_pointer_layout_and_match_reference() {
         // Chains 30 deep: too deep for the complete layout.
         let mut rng = Rng(42);
-        let modes = [NodeMode::BranchLeq, NodeMode::BranchLt, NodeMode::BranchGte, NodeMode::BranchGt];
+        let modes = [
+            NodeMode::BranchLeq,
+            NodeMode::BranchLt,
+            NodeMode::BranchGte,
+            NodeMode::BranchGt,
+        ];
         let mut nodes = vec![];
         let mut weights = vec![];
         for tree in 0..3i64 {
             for id in 0..30i64 {
                 let mode = modes[rng.below(4)];
                 let value = GRID[rng.below(GRID.len() - 1)] as f64;
-                let (t, f) = if rng.below(2) == 0 { (id + 100, id + 1) } else { (id + 1, id + 100) };
+                let (t, f) = if rng.below(2) == 0 {
+                    (id + 100, id + 1)
+                } else {
+                    (id + 1, id + 100)
+                };
                 let mut n = node(tree, id, mode, rng.below(3), value, t, f);
                 n.missing_tracks_true = rng.below(2) == 0;
                 nodes.push(n);
                 nodes.push(leaf(tree, id + 100));
-                weights.push(weight(tree, id + 100, 0, (id + 1) as f64 * 64f64.powi(tree as i32)));
+                weights.push(weight(
+                    tree,
+                    id + 100,
+                    0,
+                    (id + 1) as f64 * 64f64.powi(tree as i32),
+                ));
             }
             nodes.push(leaf(tree, 30));
             weights.push(weight(tree, 30, 0, 31.0 * 64f64.powi(tree as i32)));
         }
         let spec = regressor(nodes.clone(), weights);
         let eval = Evaluator::<f32>::build(&spec).unwrap();
-        assert!(matches!(eval.forest.nodes, Nodes::Fast(_)), "{}", eval.forest.layout());
+        assert!(
+            matches!(eval.forest.nodes, Nodes::Fast(_)),
+            "{}",
+            eval.forest.layout()
+        );
         let xs = [f32::NAN, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, f32::INFINITY];
         let rows = 100;
         let x: Vec<f32> = (0..rows * 3).map(|_| xs[rng.below(xs.len())]).collect();

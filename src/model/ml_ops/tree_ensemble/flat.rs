@@ -9,64 +9,12 @@
 //! fast node form is used; `BRANCH_EQ`/`BRANCH_NEQ` and non-finite thresholds
 //! fall back to the general form that switches on the node mode.
 
+use super::canonical::canonical;
+pub use super::canonical::Real;
 use super::parse::{EnsembleSpec, NodeMode};
 use super::perfect::PerfectTrees;
 use std::collections::HashMap;
 use tract_onnx::tract_hir::internal::*;
-
-/// The numeric type thresholds, weights and sums live in. onnxruntime uses
-/// double for double input and float for everything else, and so do we.
-pub trait Real:
-    Copy
-    + PartialOrd
-    + Default
-    + std::fmt::Debug
-    + Send
-    + Sync
-    + 'static
-    + std::ops::Add<Output = Self>
-    + std::ops::Div<Output = Self>
-    + std::ops::Neg<Output = Self>
-{
-    fn from_f64(v: f64) -> Self;
-    fn from_usize(v: usize) -> Self;
-    fn to_f32(self) -> f32;
-    /// The largest value strictly below `self`, when there is one.
-    fn pred(self) -> Option<Self>;
-    fn is_nan(self) -> bool;
-}
-
-macro_rules! impl_real {
-    ($t:ty, $bits:ty) => {
-        impl Real for $t {
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            fn from_usize(v: usize) -> Self {
-                v as $t
-            }
-            fn to_f32(self) -> f32 {
-                self as f32
-            }
-            fn pred(self) -> Option<Self> {
-                if self.is_nan() || self == <$t>::NEG_INFINITY {
-                    None
-                } else if self == 0.0 {
-                    Some(-<$t>::from_bits(1))
-                } else if self > 0.0 {
-                    Some(<$t>::from_bits(self.to_bits() - 1))
-                } else {
-                    Some(<$t>::from_bits(self.to_bits() + 1))
-                }
-            }
-            fn is_nan(self) -> bool {
-                <$t>::is_nan(self)
-            }
-        }
-    };
-}
-impl_real!(f32, u32);
-impl_real!(f64, u64);
 
 /// Child references: an index into the node array, or, with this bit set, an
 /// index into the leaf table.
@@ -118,31 +66,9 @@ pub struct Forest<T> {
     pub leaf_range: Vec<(u32, u32)>,
     /// (output column, weight).
     pub weights: Vec<(u32, T)>,
-}
-
-/// Rewrites `mode(x, t)` (plus the node's NaN routing) as
-/// `xe[feature'] <= t' ? left : right`. Returns (use negated column,
-/// threshold, condition-true child is `left`), or `None` when no such form
-/// exists (equality modes, NaN or infinite thresholds that have no
-/// predecessor).
-///
-/// For non-NaN x: `x < t == x <= pred(t)`, `x >= t == -x <= -t`,
-/// `x > t == -x <= pred(-t)`. NaN fails every `<=`, so it lands on `right`;
-/// when the model routes NaN to the true branch the complementary comparison
-/// is used with the children swapped.
-pub fn canonical<T: Real>(mode: NodeMode, t: T, nan_true: bool) -> Option<(bool, T, bool)> {
-    Some(match (mode, nan_true) {
-        (NodeMode::BranchLeq, false) => (false, t, true),
-        (NodeMode::BranchLeq, true) => (true, (-t).pred()?, false),
-        (NodeMode::BranchLt, false) => (false, t.pred()?, true),
-        (NodeMode::BranchLt, true) => (true, -t, false),
-        (NodeMode::BranchGte, false) => (true, -t, true),
-        (NodeMode::BranchGte, true) => (false, t.pred()?, false),
-        (NodeMode::BranchGt, false) => (true, (-t).pred()?, true),
-        (NodeMode::BranchGt, true) => (false, t, false),
-        _ => return None,
-    })
-    .filter(|(_, threshold, _)| !threshold.is_nan() && !t.is_nan())
+    /// Per leaf, its only (column, weight), when every leaf has exactly one
+    /// (gradient-boosted classifiers): saves an indirection per tree.
+    pub leaf_single: Option<Vec<(u32, T)>>,
 }
 
 fn err(spec: &EnsembleSpec, attr: &str, msg: String) -> TractError {
@@ -153,7 +79,11 @@ impl<T: Real> Forest<T> {
     /// For op dumps: how many branch nodes, and which walk they use.
     pub fn layout(&self) -> String {
         match &self.nodes {
-            Nodes::Perfect(p) => format!("complete depth-{} layout, {} splits", p.depth, p.splits.len()),
+            Nodes::Perfect(p) => format!(
+                "complete depth-{} layout, {} splits",
+                p.depth,
+                p.splits.len()
+            ),
             Nodes::Fast(n) => format!("canonical layout, {} branch nodes", n.len()),
             Nodes::General(n) => format!("general layout, {} branch nodes", n.len()),
         }
@@ -167,7 +97,10 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     "nodes_nodeids",
-                    format!("node {} appears twice in tree {}", node.node_id, node.tree_id),
+                    format!(
+                        "node {} appears twice in tree {}",
+                        node.node_id, node.tree_id
+                    ),
                 ));
             }
         }
@@ -177,9 +110,10 @@ impl<T: Real> Forest<T> {
             if node.mode == NodeMode::Leaf {
                 continue;
             }
-            for (attr, id) in
-                [("nodes_truenodeids", node.true_id), ("nodes_falsenodeids", node.false_id)]
-            {
+            for (attr, id) in [
+                ("nodes_truenodeids", node.true_id),
+                ("nodes_falsenodeids", node.false_id),
+            ] {
                 // onnxruntime bounds child ids by the total node count.
                 let child = (id >= 0 && (id as usize) < n)
                     .then(|| index.get(&(node.tree_id, id)))
@@ -206,7 +140,11 @@ impl<T: Real> Forest<T> {
         // Weights per leaf, in onnxruntime's order: sorted by (tree, node) and
         // then attribute position. Weights on branch nodes are ignored, as
         // onnxruntime does for old converters' output.
-        let w_attr = if spec.classifier.is_some() { "class" } else { "target" };
+        let w_attr = if spec.classifier.is_some() {
+            "class"
+        } else {
+            "target"
+        };
         let mut order: Vec<usize> = (0..spec.weights.len()).collect();
         order.sort_by_key(|&i| (spec.weights[i].tree_id, spec.weights[i].node_id, i));
         let mut leaf_weights: Vec<Vec<(u32, T)>> = vec![vec![]; n];
@@ -216,7 +154,10 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     &format!("{w_attr}_nodeids"),
-                    format!("weight for missing node {} of tree {}", w.node_id, w.tree_id),
+                    format!(
+                        "weight for missing node {} of tree {}",
+                        w.node_id, w.tree_id
+                    ),
                 ));
             };
             if spec.nodes[pos].mode != NodeMode::Leaf {
@@ -232,7 +173,10 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     &format!("{w_attr}_ids"),
-                    format!("id {} out of range for {} outputs", w.output, spec.n_outputs),
+                    format!(
+                        "id {} out of range for {} outputs",
+                        w.output, spec.n_outputs
+                    ),
                 ));
             };
             leaf_weights[pos].push((column, T::from_f64(w.weight)));
@@ -242,7 +186,10 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     &format!("{w_attr}_weights"),
-                    format!("leaf {} of tree {} has no weight", node.node_id, node.tree_id),
+                    format!(
+                        "leaf {} of tree {} has no weight",
+                        node.node_id, node.tree_id
+                    ),
                 ));
             }
         }
@@ -262,6 +209,7 @@ impl<T: Real> Forest<T> {
             leaf_value: vec![],
             leaf_range: vec![],
             weights: vec![],
+            leaf_single: None,
         };
         let mut general: Vec<GeneralNode<T>> = Vec::with_capacity(n);
         // Encoded reference of each spec node once emitted; shared subtrees
@@ -269,7 +217,15 @@ impl<T: Real> Forest<T> {
         let mut emitted: Vec<Option<u32>> = vec![None; n];
         let mut on_path = vec![false; n];
         for &start in &starts {
-            let root = forest.emit(spec, start, &children, &mut leaf_weights, &mut general, &mut emitted, &mut on_path)?;
+            let root = forest.emit(
+                spec,
+                start,
+                &children,
+                &mut leaf_weights,
+                &mut general,
+                &mut emitted,
+                &mut on_path,
+            )?;
             forest.roots.push(root);
         }
         // onnxruntime builds each tree from the first node listed for it; a
@@ -286,21 +242,45 @@ impl<T: Real> Forest<T> {
                 ),
             ));
         }
-        forest.n_features =
-            general.iter().map(|node| node.feature as usize + 1).max().unwrap_or(0);
+        if forest
+            .leaf_range
+            .iter()
+            .all(|(start, end)| end - start == 1)
+        {
+            forest.leaf_single = Some(
+                forest
+                    .leaf_range
+                    .iter()
+                    .map(|(start, _)| forest.weights[*start as usize])
+                    .collect(),
+            );
+        }
+        forest.n_features = general
+            .iter()
+            .map(|node| node.feature as usize + 1)
+            .max()
+            .unwrap_or(0);
         let fast: Option<Vec<FastNode<T>>> = general
             .iter()
             .map(|g| {
                 let (negated, threshold, true_left) =
                     canonical(g.mode, g.threshold, g.missing_tracks_true)?;
-                let (left, right) =
-                    if true_left { (g.if_true, g.if_false) } else { (g.if_false, g.if_true) };
+                let (left, right) = if true_left {
+                    (g.if_true, g.if_false)
+                } else {
+                    (g.if_false, g.if_true)
+                };
                 let feature = g.feature + if negated { forest.n_features as u32 } else { 0 };
-                Some(FastNode { feature, threshold, left, right })
+                Some(FastNode {
+                    feature,
+                    threshold,
+                    left,
+                    right,
+                })
             })
             .collect();
         forest.nodes = match fast {
-            Some(fast) => match PerfectTrees::build(&fast, &forest.roots).filter(|_| std::env::var("NOPERF").is_err()) {
+            Some(fast) => match PerfectTrees::build(&fast, &forest.roots) {
                 Some(perfect) => Nodes::Perfect(perfect),
                 None => Nodes::Fast(fast),
             },
@@ -346,7 +326,10 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     "nodes_truenodeids",
-                    format!("tree {} has a cycle through node {}", node.tree_id, node.node_id),
+                    format!(
+                        "tree {} has a cycle through node {}",
+                        node.tree_id, node.node_id
+                    ),
                 ));
             }
             let reference = match emitted[pos] {
@@ -395,50 +378,25 @@ pub(super) mod tests {
     use super::super::parse::{Aggregate, PostTransform, SpecNode, SpecWeight};
     use super::*;
 
-    /// onnxruntime's branch condition, the reference the canonical form must
-    /// reproduce.
-    pub fn ort_condition(mode: NodeMode, x: f32, t: f32, nan_true: bool) -> bool {
-        (match mode {
-            NodeMode::BranchLeq => x <= t,
-            NodeMode::BranchLt => x < t,
-            NodeMode::BranchGte => x >= t,
-            NodeMode::BranchGt => x > t,
-            NodeMode::BranchEq => x == t,
-            NodeMode::BranchNeq => x != t,
-            NodeMode::Leaf => unreachable!(),
-        }) || (nan_true && x.is_nan())
-    }
-
-    const SPECIALS: [f32; 10] =
-        [0.0, -0.0, 1.5, -1.5, 1e-30, f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY, 3.0];
-
-    #[test]
-    fn canonical_form_matches_every_mode() {
-        let modes = [NodeMode::BranchLeq, NodeMode::BranchLt, NodeMode::BranchGte, NodeMode::BranchGt];
-        for mode in modes {
-            for nan_true in [false, true] {
-                for &t in &SPECIALS {
-                    let Some((negated, u, true_left)) = canonical(mode, t, nan_true) else {
-                        assert!(t.is_infinite(), "{mode:?} {t} should canonicalize");
-                        continue;
-                    };
-                    let mut xs = SPECIALS.to_vec();
-                    xs.extend([f32::NAN, t, t.pred().unwrap_or(t), -(-t).pred().unwrap_or(t)]);
-                    for x in xs {
-                        let xe = if negated { -x } else { x };
-                        let left = xe <= u;
-                        let got = left == true_left;
-                        assert_eq!(got, ort_condition(mode, x, t, nan_true), "{mode:?} nan_true={nan_true} t={t} x={x}");
-                    }
-                }
-            }
+    pub fn node(
+        tree: i64,
+        id: i64,
+        mode: NodeMode,
+        feature: usize,
+        value: f64,
+        t: i64,
+        f: i64,
+    ) -> SpecNode {
+        SpecNode {
+            tree_id: tree,
+            node_id: id,
+            feature,
+            value,
+            mode,
+            true_id: t,
+            false_id: f,
+            missing_tracks_true: false,
         }
-        assert!(canonical(NodeMode::BranchEq, 1.0f32, false).is_none());
-        assert!(canonical(NodeMode::BranchLeq, f32::NAN, false).is_none());
-    }
-
-    pub fn node(tree: i64, id: i64, mode: NodeMode, feature: usize, value: f64, t: i64, f: i64) -> SpecNode {
-        SpecNode { tree_id: tree, node_id: id, feature, value, mode, true_id: t, false_id: f, missing_tracks_true: false }
     }
 
     pub fn leaf(tree: i64, id: i64) -> SpecNode {
@@ -446,7 +404,12 @@ pub(super) mod tests {
     }
 
     pub fn weight(tree: i64, id: i64, output: i64, weight: f64) -> SpecWeight {
-        SpecWeight { tree_id: tree, node_id: id, output, weight }
+        SpecWeight {
+            tree_id: tree,
+            node_id: id,
+            output,
+            weight,
+        }
     }
 
     pub fn regressor(nodes: Vec<SpecNode>, weights: Vec<SpecWeight>) -> EnsembleSpec {
@@ -468,14 +431,26 @@ pub(super) mod tests {
     #[test]
     fn stump_is_flattened_with_weights_resolved() {
         let spec = regressor(
-            vec![node(0, 0, NodeMode::BranchLeq, 2, 0.5, 1, 2), leaf(0, 1), leaf(0, 2)],
+            vec![
+                node(0, 0, NodeMode::BranchLeq, 2, 0.5, 1, 2),
+                leaf(0, 1),
+                leaf(0, 2),
+            ],
             vec![weight(0, 2, 0, 7.0), weight(0, 1, 0, 3.0)],
         );
         let forest = Forest::<f32>::build(&spec).unwrap();
         assert_eq!(forest.n_features, 3);
         assert_eq!(forest.roots, vec![0]);
-        let Nodes::Perfect(trees) = &forest.nodes else { panic!("expected the complete layout") };
-        assert_eq!(trees.splits, vec![super::super::perfect::Split { feature: 2, threshold: 0.5 }]);
+        let Nodes::Perfect(trees) = &forest.nodes else {
+            panic!("expected the complete layout")
+        };
+        assert_eq!(
+            trees.splits,
+            vec![super::super::perfect::Split {
+                feature: 2,
+                threshold: 0.5
+            }]
+        );
         assert_eq!(trees.leaves, vec![0, 1]);
         assert_eq!(forest.leaf_value, vec![3.0, 7.0]);
     }
@@ -483,28 +458,55 @@ pub(super) mod tests {
     #[test]
     fn equality_modes_use_general_nodes() {
         let spec = regressor(
-            vec![node(0, 0, NodeMode::BranchEq, 0, 0.5, 1, 2), leaf(0, 1), leaf(0, 2)],
+            vec![
+                node(0, 0, NodeMode::BranchEq, 0, 0.5, 1, 2),
+                leaf(0, 1),
+                leaf(0, 2),
+            ],
             vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 2.0)],
         );
-        assert!(matches!(Forest::<f32>::build(&spec).unwrap().nodes, Nodes::General(_)));
+        assert!(matches!(
+            Forest::<f32>::build(&spec).unwrap().nodes,
+            Nodes::General(_)
+        ));
     }
 
     #[test]
     fn structural_errors_name_op_and_attribute() {
         let cyclic = regressor(
-            vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 2), node(0, 1, NodeMode::BranchLeq, 0, 0.5, 0, 2), leaf(0, 2)],
+            vec![
+                node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 2),
+                node(0, 1, NodeMode::BranchLeq, 0, 0.5, 0, 2),
+                leaf(0, 2),
+            ],
             vec![weight(0, 2, 0, 1.0)],
         );
         let e = build_err(&cyclic);
-        assert!(e.contains("TreeEnsembleRegressor") && e.contains("cycle"), "{e}");
+        assert!(
+            e.contains("TreeEnsembleRegressor") && e.contains("cycle"),
+            "{e}"
+        );
 
-        let dangling = regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 5), leaf(0, 1)], vec![weight(0, 1, 0, 1.0)]);
+        let dangling = regressor(
+            vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 5), leaf(0, 1)],
+            vec![weight(0, 1, 0, 1.0)],
+        );
         let e = build_err(&dangling);
         assert!(e.contains("nodes_falsenodeids"), "{e}");
 
-        let bare_leaf = regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 2), leaf(0, 1), leaf(0, 2)], vec![weight(0, 1, 0, 1.0)]);
+        let bare_leaf = regressor(
+            vec![
+                node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 2),
+                leaf(0, 1),
+                leaf(0, 2),
+            ],
+            vec![weight(0, 1, 0, 1.0)],
+        );
         let e = build_err(&bare_leaf);
-        assert!(e.contains("target_weights") && e.contains("no weight"), "{e}");
+        assert!(
+            e.contains("target_weights") && e.contains("no weight"),
+            "{e}"
+        );
 
         let twice = regressor(vec![leaf(0, 0), leaf(0, 0)], vec![weight(0, 0, 0, 1.0)]);
         assert!(build_err(&twice).contains("nodes_nodeids"));

@@ -143,12 +143,20 @@ fn ints<'a>(node: &'a NodeProto, name: &str) -> TractResult<&'a [i64]> {
 
 fn check_len(node: &NodeProto, name: &str, len: usize, expected: usize) -> TractResult<()> {
     if len != expected {
-        return Err(attr_error(node, name, format!("has {len} entries, expected {expected}")));
+        return Err(attr_error(
+            node,
+            name,
+            format!("has {len} entries, expected {expected}"),
+        ));
     }
     Ok(())
 }
 
-pub fn parse(ctx: &ParsingContext, node: &NodeProto, classifier: bool) -> TractResult<EnsembleSpec> {
+pub fn parse(
+    ctx: &ParsingContext,
+    node: &NodeProto,
+    classifier: bool,
+) -> TractResult<EnsembleSpec> {
     let tree_ids = ints(node, "nodes_treeids")?;
     let n_nodes = tree_ids.len();
     let node_ids = ints(node, "nodes_nodeids")?;
@@ -166,19 +174,32 @@ pub fn parse(ctx: &ParsingContext, node: &NodeProto, classifier: bool) -> TractR
     check_len(node, "nodes_values", values.len(), n_nodes)?;
     // onnxruntime reads the missing-value flags only where present.
     if missing.len() > n_nodes {
-        check_len(node, "nodes_missing_value_tracks_true", missing.len(), n_nodes)?;
+        check_len(
+            node,
+            "nodes_missing_value_tracks_true",
+            missing.len(),
+            n_nodes,
+        )?;
     }
 
     let mut nodes = Vec::with_capacity(n_nodes);
     for i in 0..n_nodes {
         let mode = NodeMode::parse(&modes[i]).ok_or_else(|| {
-            attr_error(node, "nodes_modes", format!("unknown node mode '{}'", modes[i]))
+            attr_error(
+                node,
+                "nodes_modes",
+                format!("unknown node mode '{}'", modes[i]),
+            )
         })?;
         let feature = usize::try_from(feature_ids[i])
             .ok()
             .filter(|&f| f < u32::MAX as usize / 2)
             .ok_or_else(|| {
-                attr_error(node, "nodes_featureids", format!("bad feature id {}", feature_ids[i]))
+                attr_error(
+                    node,
+                    "nodes_featureids",
+                    format!("bad feature id {}", feature_ids[i]),
+                )
             })?;
         nodes.push(SpecNode {
             tree_id: tree_ids[i],
@@ -198,9 +219,24 @@ pub fn parse(ctx: &ParsingContext, node: &NodeProto, classifier: bool) -> TractR
     let w_nodes = ints(node, &format!("{prefix}_nodeids"))?;
     let w_trees = ints(node, &format!("{prefix}_treeids"))?;
     let w_values = floats_or_tensor(ctx, node, &format!("{prefix}_weights"))?.unwrap_or_default();
-    check_len(node, &format!("{prefix}_nodeids"), w_nodes.len(), w_ids.len())?;
-    check_len(node, &format!("{prefix}_treeids"), w_trees.len(), w_ids.len())?;
-    check_len(node, &format!("{prefix}_weights"), w_values.len(), w_ids.len())?;
+    check_len(
+        node,
+        &format!("{prefix}_nodeids"),
+        w_nodes.len(),
+        w_ids.len(),
+    )?;
+    check_len(
+        node,
+        &format!("{prefix}_treeids"),
+        w_trees.len(),
+        w_ids.len(),
+    )?;
+    check_len(
+        node,
+        &format!("{prefix}_weights"),
+        w_values.len(),
+        w_ids.len(),
+    )?;
     let weights: Vec<SpecWeight> = (0..w_ids.len())
         .map(|i| SpecWeight {
             tree_id: w_trees[i],
@@ -213,7 +249,11 @@ pub fn parse(ctx: &ParsingContext, node: &NodeProto, classifier: bool) -> TractR
     let post_transform = match node.get_attr_opt::<&str>("post_transform")? {
         None => PostTransform::None,
         Some(s) => PostTransform::parse(s).ok_or_else(|| {
-            attr_error(node, "post_transform", format!("unknown post transform '{s}'"))
+            attr_error(
+                node,
+                "post_transform",
+                format!("unknown post transform '{s}'"),
+            )
         })?,
     };
     let base_values = floats_or_tensor(ctx, node, "base_values")?.unwrap_or_default();
@@ -243,7 +283,11 @@ pub fn parse(ctx: &ParsingContext, node: &NodeProto, classifier: bool) -> TractR
         // A single class would make onnxruntime write two scores into a
         // one-column output; no converter emits it, so refuse it.
         if labels.len() < 2 {
-            return Err(attr_error(node, "classlabels_int64s", "at least two classes are required"));
+            return Err(attr_error(
+                node,
+                "classlabels_int64s",
+                "at least two classes are required",
+            ));
         }
         let distinct: std::collections::HashSet<i64> = w_ids.iter().copied().collect();
         let spec = ClassifierSpec {
@@ -255,9 +299,16 @@ pub fn parse(ctx: &ParsingContext, node: &NodeProto, classifier: bool) -> TractR
     } else {
         let n_targets: i64 = node.get_attr_opt("n_targets")?.unwrap_or(0);
         if n_targets <= 0 || n_targets > u32::MAX as i64 / 2 {
-            return Err(attr_error(node, "n_targets", format!("must be > 0, got {n_targets}")));
+            return Err(attr_error(
+                node,
+                "n_targets",
+                format!("must be > 0, got {n_targets}"),
+            ));
         }
-        let aggregate = match node.get_attr_opt::<&str>("aggregate_function")?.unwrap_or("SUM") {
+        let aggregate = match node
+            .get_attr_opt::<&str>("aggregate_function")?
+            .unwrap_or("SUM")
+        {
             "SUM" => Aggregate::Sum,
             "AVERAGE" => Aggregate::Average,
             "MIN" => Aggregate::Min,
@@ -276,7 +327,11 @@ pub fn parse(ctx: &ParsingContext, node: &NodeProto, classifier: bool) -> TractR
         return Err(attr_error(
             node,
             "base_values",
-            format!("has {} entries for {} classes", base_values.len(), n_outputs),
+            format!(
+                "has {} entries for {} classes",
+                base_values.len(),
+                n_outputs
+            ),
         ));
     }
 

@@ -21,6 +21,8 @@ pub struct Split<T> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct PerfectTrees<T> {
     pub depth: usize,
+    /// One more than the largest feature index the splits read.
+    pub min_width: usize,
     /// `2^depth - 1` splits per tree, breadth-first, trees one after another.
     pub splits: Vec<Split<T>>,
     /// `2^depth` leaf indices per tree.
@@ -35,9 +37,17 @@ fn depth_of<T>(nodes: &[FastNode<T>], r: u32, memo: &mut [u8]) -> usize {
     let mut stack = vec![(r, false)];
     while let Some((n, expanded)) = stack.pop() {
         let node = &nodes[n as usize];
-        let child_depth = |c: u32, memo: &[u8]| if c & LEAF != 0 { Some(0) } else { memo[c as usize].checked_sub(1) };
+        let child_depth = |c: u32, memo: &[u8]| {
+            if c & LEAF != 0 {
+                Some(0)
+            } else {
+                memo[c as usize].checked_sub(1)
+            }
+        };
         if expanded {
-            let d = child_depth(node.left, memo).unwrap_or(0).max(child_depth(node.right, memo).unwrap_or(0));
+            let d = child_depth(node.left, memo)
+                .unwrap_or(0)
+                .max(child_depth(node.right, memo).unwrap_or(0));
             memo[n as usize] = (d as usize + 2).min(u8::MAX as usize) as u8;
         } else if memo[n as usize] == 0 {
             stack.push((n, true));
@@ -70,10 +80,18 @@ impl<T: Real> PerfectTrees<T> {
         }
         let mut trees = PerfectTrees {
             depth,
+            min_width: nodes
+                .iter()
+                .map(|n| n.feature as usize + 1)
+                .max()
+                .unwrap_or(0),
             splits: Vec::with_capacity(roots.len() * n_splits),
             leaves: Vec::with_capacity(roots.len() * (n_splits + 1)),
         };
-        let dummy = Split { feature: 0, threshold: T::default() };
+        let dummy = Split {
+            feature: 0,
+            threshold: T::default(),
+        };
         for &root in roots {
             let base_split = trees.splits.len();
             let base_leaf = trees.leaves.len();
@@ -94,8 +112,10 @@ impl<T: Real> PerfectTrees<T> {
                     trees.leaves[start..start + width].fill(r & !LEAF);
                 } else {
                     let node = &nodes[r as usize];
-                    trees.splits[base_split + slot] =
-                        Split { feature: node.feature, threshold: node.threshold };
+                    trees.splits[base_split + slot] = Split {
+                        feature: node.feature,
+                        threshold: node.threshold,
+                    };
                     stack.push((2 * slot + 1, node.left));
                     stack.push((2 * slot + 2, node.right));
                 }
@@ -142,14 +162,21 @@ pub fn walk_lanes<T: Real>(
     let splits = &trees.splits[tree * n_splits..][..n_splits];
     let leaves = &trees.leaves[tree * (n_splits + 1)..][..n_splits + 1];
     let block = &block[..LANES * width];
+    if width < trees.min_width {
+        // Not reachable from `Evaluator`, which sizes rows from the same
+        // forest; keeps the unchecked reads below sound regardless.
+        for (l, o) in out.iter_mut().enumerate() {
+            *o = walk(trees, tree, &block[l * width..][..width]);
+        }
+        return;
+    }
     let mut idx = [0usize; LANES];
     for _ in 0..trees.depth {
         for (l, i) in idx.iter_mut().enumerate() {
             // SAFETY: `*i < n_splits` (it starts at 0 and the loop stops after
             // `depth` steps, each mapping [0, 2^d - 1) into [0, 2^(d+1) - 1)),
-            // and `build` only stores features below the row width, which
-            // `Evaluator::eval` uses for `width`; `l * width + feature` is
-            // therefore inside `block`, checked above to hold LANES rows.
+            // and every split's feature is below `min_width <= width`, so
+            // `l * width + feature` is inside `block`, which holds LANES rows.
             let (x, s) = unsafe {
                 let s = splits.get_unchecked(*i);
                 (*block.get_unchecked(l * width + s.feature as usize), s)
@@ -168,7 +195,12 @@ mod tests {
     use super::*;
 
     fn fast(feature: u32, threshold: f32, left: u32, right: u32) -> FastNode<f32> {
-        FastNode { feature, threshold, left, right }
+        FastNode {
+            feature,
+            threshold,
+            left,
+            right,
+        }
     }
 
     #[test]
@@ -178,7 +210,13 @@ mod tests {
         let trees = PerfectTrees::build(&nodes, &[0]).unwrap();
         assert_eq!(trees.depth, 2);
         assert_eq!(trees.leaves, vec![0, 0, 1, 2]);
-        for (x0, x1, leaf) in [(-1.0, 5.0, 0), (-1.0, f32::NAN, 0), (1.0, 0.0, 1), (1.0, 2.0, 2), (f32::NAN, f32::NAN, 2)] {
+        for (x0, x1, leaf) in [
+            (-1.0, 5.0, 0),
+            (-1.0, f32::NAN, 0),
+            (1.0, 0.0, 1),
+            (1.0, 2.0, 2),
+            (f32::NAN, f32::NAN, 2),
+        ] {
             assert_eq!(walk(&trees, 0, &[x0, x1]), leaf, "x = ({x0}, {x1})");
         }
     }
@@ -195,7 +233,9 @@ mod tests {
     #[test]
     fn deep_chains_are_refused() {
         let n = 40u32;
-        let nodes: Vec<_> = (0..n).map(|i| fast(0, i as f32, LEAF, if i + 1 < n { i + 1 } else { LEAF | 1 })).collect();
+        let nodes: Vec<_> = (0..n)
+            .map(|i| fast(0, i as f32, LEAF, if i + 1 < n { i + 1 } else { LEAF | 1 }))
+            .collect();
         assert!(PerfectTrees::build(&nodes, &[0]).is_none());
     }
 }

@@ -36,9 +36,7 @@ pub fn write_scores<T: Real>(
         // onnxruntime leaves the second column unwritten (it reads as NaN).
         _ if post == PostTransform::Probit => (probit(v.to_f32()), f32::NAN),
         0 | 1 => ((T::from_f64(1.0) + -v).to_f32(), v.to_f32()),
-        2 | 3 if post == PostTransform::Logistic => {
-            (logistic((-v).to_f32()), logistic(v.to_f32()))
-        }
+        2 | 3 if post == PostTransform::Logistic => (logistic((-v).to_f32()), logistic(v.to_f32())),
         2 | 3 => ((-v).to_f32(), v.to_f32()),
         _ => (v.to_f32(), f32::NAN),
     };
