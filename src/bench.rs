@@ -190,6 +190,7 @@ async fn handled(bus: &Bus) -> u64 {
 async fn drain(bus: &Bus, n: u64, pid: u32) -> anyhow::Result<(f64, f64)> {
     let (lo, hi) = (n / 10, n * 9 / 10);
     let mut start: Option<(Instant, u64, f64)> = None;
+    let mut measured = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let done = handled(bus).await;
@@ -197,12 +198,16 @@ async fn drain(bus: &Bus, n: u64, pid: u32) -> anyhow::Result<(f64, f64)> {
         if start.is_none() && done >= lo {
             start = Some((now, done, cpu_secs(pid)?));
         }
-        if done >= hi {
+        if done >= hi && measured.is_none() {
             let (t0, d0, c0) = start.context("no start sample")?;
             let secs = now.duration_since(t0).as_secs_f64();
             let cpu = cpu_secs(pid)? - c0;
             let events = (done - d0) as f64;
-            return Ok((events / secs, cpu * 1e6 / events));
+            measured = Some((events / secs, cpu * 1e6 / events));
+        }
+        // The paced phase must start on an idle worker: wait for the tail too.
+        if done >= n {
+            return measured.context("no measurement");
         }
         if now > deadline {
             bail!("worker handled only {done} of {n} events in 600 s");

@@ -44,7 +44,7 @@ impl Dedup {
         let err = |source| DedupError { path: path.display().to_string(), source };
         let _ = std::fs::create_dir_all(data_dir);
         let conn = Connection::open(&path).map_err(err)?;
-        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        conn.busy_handler(Some(crate::bus::embedded::short_waits)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         rusqlite::vtab::array::load_module(&conn).map_err(err)?;

@@ -39,7 +39,7 @@ async fn a_crash_during_retries_resumes_the_attempt_count() {
     bus.publish("claims", vec![e.to_record()]).await.unwrap();
     let spawn = |log: &str| {
         let log = std::fs::File::create(c.dir.path().join(log)).unwrap();
-        Command::new(common::bin())
+        common::modelbus()
             .args(["run", "--config"])
             .arg(&c.config_path)
             .env("MODELBUS_FAULTS", "features.lookup=transient")

@@ -27,7 +27,7 @@ fn open_conn(data_dir: &Path, store: &str) -> Result<Connection, FeatureError> {
         reason: format!("cannot create data directory: {e}"),
     })?;
     let conn = Connection::open(data_dir.join(FILE_NAME)).map_err(err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(err)?;
+    conn.busy_handler(Some(crate::bus::embedded::short_waits)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     rusqlite::vtab::array::load_module(&conn).map_err(err)?;
     Ok(conn)

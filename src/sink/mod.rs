@@ -50,7 +50,7 @@ impl Sink {
     }
 
     /// Delivers a batch; `Ok` means every record is durably accepted.
-    pub async fn emit(&self, records: &[Record]) -> Result<(), SinkError> {
+    pub async fn emit(&self, records: Vec<Record>) -> Result<(), SinkError> {
         if let Some(class) = crate::faults::check("sink.emit") {
             return Err(SinkError::Injected(class));
         }

@@ -21,12 +21,12 @@ impl TopicSink {
         &self.topic
     }
 
-    pub async fn emit(&self, records: &[Record]) -> Result<(), SinkError> {
+    pub async fn emit(&self, records: Vec<Record>) -> Result<(), SinkError> {
         if records.is_empty() {
             return Ok(());
         }
         self.bus
-            .publish(&self.topic, records.to_vec())
+            .publish(&self.topic, records)
             .await
             .map(|_| ())
             .map_err(|source| SinkError::Topic { topic: self.topic.clone(), source })

@@ -63,6 +63,10 @@ impl InFlight {
         self.len += 1;
     }
 
+    pub fn get(&self, tp: &TopicPartition, offset: u64) -> Option<&Slot> {
+        self.parts.get(tp).and_then(|s| s.get(&offset))
+    }
+
     pub fn get_mut(&mut self, tp: &TopicPartition, offset: u64) -> Option<&mut Slot> {
         self.parts.get_mut(tp).and_then(|s| s.get_mut(&offset))
     }

@@ -111,9 +111,12 @@ impl Worker {
             // passed; never beyond the in-flight bound (that is the backpressure).
             loop {
                 let now = Instant::now();
-                let (ready, oldest) = inflight.ready(max, now);
                 let space = self.max_in_flight.saturating_sub(inflight.len());
-                if ready >= max || space == 0 {
+                if space == 0 {
+                    break;
+                }
+                let (ready, oldest) = inflight.ready(max, now);
+                if ready >= max {
                     break;
                 }
                 let wait = match oldest {
@@ -174,11 +177,11 @@ impl Worker {
 
     /// Runs one batch and records each event's outcome in its slot.
     async fn run_selected(&self, inflight: &mut InFlight, selected: &[(TopicPartition, u64)]) -> Result<(), WorkerError> {
-        let records: Vec<_> = selected
+        // Borrowed, not cloned: the table is not touched until the batch is done.
+        let refs: Vec<_> = selected
             .iter()
-            .filter_map(|(tp, off)| inflight.get_mut(tp, *off).map(|s| s.delivery.record.clone()))
+            .filter_map(|(tp, off)| inflight.get(tp, *off).map(|s| &s.delivery.record))
             .collect();
-        let refs: Vec<_> = records.iter().collect();
         let outcomes = stages::run_batch(&self.plan, refs).await;
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         for ((tp, off), outcome) in selected.iter().zip(outcomes) {

@@ -187,10 +187,18 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
 
     // emit: every sink must accept before the inputs count as handled
     if !emitted.is_empty() {
-        let recs: Vec<Record> = emitted.iter().map(|(_, r, _, _)| r.clone()).collect();
+        let mut recs: Vec<Record> = Vec::with_capacity(emitted.len());
+        let mut meta = Vec::with_capacity(emitted.len());
+        for (idx, rec, latency, id) in emitted {
+            recs.push(rec);
+            meta.push((idx, latency, id));
+        }
         let mut sink_err = None;
-        for sink in plan.sinks.iter() {
-            if let Err(e) = sink.emit(&recs).await {
+        let n = plan.sinks.len();
+        for (i, sink) in plan.sinks.iter().enumerate() {
+            // The last sink takes the records; earlier ones get copies.
+            let batch = if i + 1 == n { std::mem::take(&mut recs) } else { recs.clone() };
+            if let Err(e) = sink.emit(batch).await {
                 sink_err = Some(StageError::from(Stage::Emit, &e));
                 break;
             }
@@ -198,12 +206,12 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
         if let (None, Some(dedup)) = (&sink_err, &plan.dedup) {
             // Recorded only now that the results are out. If this fails the
             // results stand; a redelivery would produce the same result ids.
-            let ids = emitted.iter().map(|(_, _, _, id)| id.clone()).collect();
+            let ids = meta.iter().map(|(_, _, id)| id.clone()).collect();
             if let Err(e) = dedup.record(ids).await {
                 tracing::warn!(worker = %plan.worker, error = %e, "could not record emitted ids for dedup");
             }
         }
-        for (idx, _, latency, _) in emitted {
+        for (idx, latency, _) in meta {
             outcomes[idx] = Some(match &sink_err {
                 None => Outcome::Emitted { latency_us: latency },
                 Some(e) => Outcome::Failed(e.clone()),

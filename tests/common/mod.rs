@@ -58,10 +58,24 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_modelbus")
 }
 
+/// A `modelbus` command whose process dies with the test that started it,
+/// so a failing test leaves no worker behind.
+pub fn modelbus() -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(bin());
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// `modelbus run --config` as a child process, logging to a file.
 pub fn spawn_worker(config: &Path, log: &Path) -> Child {
     let log = std::fs::File::create(log).unwrap();
-    Command::new(bin())
+    modelbus()
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")

@@ -4,7 +4,7 @@
 //! file (see [`consumer`]).
 
 mod consumer;
-mod store;
+pub(crate) mod store;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 
 pub use consumer::EmbeddedConsumer;
+pub use store::short_waits;
 
 use super::{partition::partition_for, BusError, Delivery, ReadFrom, TopicPartition};
 use crate::config::EmbeddedBusConfig;

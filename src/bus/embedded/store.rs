@@ -59,15 +59,56 @@ pub fn open(dir: &Path, sync: SyncMode) -> Result<Connection, BusError> {
     let path = dir.join(FILE_NAME);
     let err = |source| store_err(&path, source);
     let conn = Connection::open(&path).map_err(err)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+    conn.busy_handler(Some(short_waits)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     let sync = match sync {
         SyncMode::Normal => "NORMAL",
         SyncMode::Full => "FULL",
     };
     conn.pragma_update(None, "synchronous", sync).map_err(err)?;
+    // A commit that crosses the auto-checkpoint threshold would checkpoint
+    // (and fsync) inline, stalling that publish or commit for milliseconds.
+    // Checkpoints run on a background thread instead (see `checkpointer`).
+    conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
+    checkpointer(dir);
     Ok(conn)
+}
+
+/// One background thread per data directory and process that checkpoints
+/// the WAL every 200 ms in PASSIVE mode (never blocking writers), so the WAL
+/// stays small without any writer paying for it.
+fn checkpointer(dir: &Path) {
+    static STARTED: OnceLock<Mutex<std::collections::HashSet<PathBuf>>> = OnceLock::new();
+    let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut started = STARTED.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if !started.insert(key.clone()) {
+        return;
+    }
+    let path = key.join(FILE_NAME);
+    let _ = std::thread::Builder::new().name("modelbus-checkpoint".into()).spawn(move || {
+        let Ok(conn) = Connection::open(&path) else { return };
+        let _ = conn.busy_handler(Some(short_waits));
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::warn!(error = %e, "WAL checkpoint failed");
+            }
+        }
+    });
+}
+
+/// SQLite's default busy handler sleeps 1, 2, 5, 10... ms between tries,
+/// which turns brief write-lock contention between a publisher and a worker
+/// into milliseconds of latency. Writers here hold the lock for well under a
+/// millisecond, so retry every 50µs, for up to 10 s in all.
+pub fn short_waits(attempt: i32) -> bool {
+    const STEP: std::time::Duration = std::time::Duration::from_micros(50);
+    if attempt >= 200_000 {
+        return false;
+    }
+    std::thread::sleep(STEP);
+    true
 }
 
 pub fn store_err(path: &Path, source: rusqlite::Error) -> BusError {

@@ -2,8 +2,9 @@
 //! them: the ONNX node builders, the inference-time op (type and shape rules,
 //! wiring into a typed model) and the typed op that evaluates. Parsing lives in
 //! `parse.rs`, flattening in `flat.rs` (branch rewriting in `canonical.rs`,
-//! the complete-tree layout in `perfect.rs`), the batch loop in `eval.rs`,
-//! onnxruntime's output semantics in `finish.rs` and `transform.rs`.
+//! the complete-tree layout in `perfect.rs`), walks in `walk.rs`, the batch
+//! loop in `eval.rs`, onnxruntime's output semantics in `finish.rs` and
+//! `transform.rs`.
 //!
 //! The float evaluator is built when the node is parsed, so a malformed
 //! ensemble fails at model load; a double one is built at wiring time only if
@@ -17,6 +18,7 @@ mod flat;
 mod parse;
 mod perfect;
 mod transform;
+mod walk;
 
 use eval::Evaluator;
 use parse::{ClassLabels, EnsembleSpec};

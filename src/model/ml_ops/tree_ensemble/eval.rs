@@ -1,16 +1,17 @@
-//! Evaluating a [`Forest`] over a batch and turning the per-row sums into the
-//! op's outputs exactly as onnxruntime's `TreeEnsembleCommon` and
-//! `TreeAggregator*` do: which base values apply, which columns count as
-//! "scored", the two-class expansion of a single scored column, the post
-//! transforms (computed in f32, like onnxruntime) and the label.
+//! Evaluating a [`Forest`] over a batch: each row is widened into the
+//! evaluation domain alongside its negation (see `canonical.rs`), every tree
+//! is walked, leaf weights are merged per onnxruntime's aggregate (sum,
+//! average, min, max, tracking which columns were scored), and each row is
+//! then finished by `finish.rs`.
 //!
 //! Rows are processed in chunks, tree by tree within a chunk, so a tree's
 //! nodes stay hot in cache while every row of the chunk walks it; nothing is
 //! allocated per row.
 
-use super::flat::{FastNode, Forest, GeneralNode, Nodes, Real, LEAF};
-use super::parse::{Aggregate, ClassLabels, EnsembleSpec, NodeMode, PostTransform};
-use super::perfect::{self, LANES};
+use super::flat::{Forest, Nodes, Real};
+use super::parse::{Aggregate, ClassLabels, EnsembleSpec, PostTransform};
+use super::perfect::LANES;
+use super::walk::{FastWalk, GeneralWalk, PerfectWalk, Walk};
 use tract_onnx::tract_hir::internal::*;
 
 /// onnxruntime's `ScoreValue`: a sum plus whether any tree contributed to it.
@@ -61,40 +62,6 @@ const AGG_MIN: u8 = 1;
 const AGG_MAX: u8 = 2;
 
 #[inline(always)]
-fn walk_fast<T: Real>(nodes: &[FastNode<T>], mut r: u32, xe: &[T]) -> usize {
-    while r & LEAF == 0 {
-        let node = &nodes[r as usize];
-        r = if xe[node.feature as usize] <= node.threshold {
-            node.left
-        } else {
-            node.right
-        };
-    }
-    (r & !LEAF) as usize
-}
-
-#[inline(always)]
-fn walk_general<T: Real>(nodes: &[GeneralNode<T>], mut r: u32, xe: &[T]) -> usize {
-    while r & LEAF == 0 {
-        let node = &nodes[r as usize];
-        let x = xe[node.feature as usize];
-        let t = node.threshold;
-        // NaN fails every comparison but `!=`, as in C++.
-        let cond = match node.mode {
-            NodeMode::BranchLeq => x <= t,
-            NodeMode::BranchLt => x < t,
-            NodeMode::BranchGte => x >= t,
-            NodeMode::BranchGt => x > t,
-            NodeMode::BranchEq => x == t,
-            NodeMode::BranchNeq => x != t,
-            NodeMode::Leaf => true,
-        } || (node.missing_tracks_true && x.is_nan());
-        r = if cond { node.if_true } else { node.if_false };
-    }
-    (r & !LEAF) as usize
-}
-
-#[inline(always)]
 fn merge<T: Real, const AGG: u8>(acc: &mut Score<T>, v: T) {
     match AGG {
         AGG_SUM => acc.score = acc.score + v,
@@ -114,48 +81,6 @@ fn merge<T: Real, const AGG: u8>(acc: &mut Score<T>, v: T) {
         }
     }
     acc.has = true;
-}
-
-/// Sends up to `LANES` rows (`width` values each, in `block`) down tree
-/// `tree`, writing one leaf per row. A trait rather than a closure so that
-/// the walk is inlined into the accumulation loop.
-trait Walk<T> {
-    fn walk(&self, tree: usize, block: &[T], width: usize, out: &mut [usize; LANES]);
-}
-
-struct PerfectWalk<'a, T>(&'a perfect::PerfectTrees<T>);
-struct FastWalk<'a, T>(&'a [FastNode<T>], &'a [u32]);
-struct GeneralWalk<'a, T>(&'a [GeneralNode<T>], &'a [u32]);
-
-impl<T: Real> Walk<T> for PerfectWalk<'_, T> {
-    #[inline(always)]
-    fn walk(&self, tree: usize, block: &[T], width: usize, out: &mut [usize; LANES]) {
-        if block.len() == LANES * width {
-            perfect::walk_lanes(self.0, tree, block, width, out)
-        } else {
-            for (o, row) in out.iter_mut().zip(block.chunks_exact(width.max(1))) {
-                *o = perfect::walk(self.0, tree, row);
-            }
-        }
-    }
-}
-
-impl<T: Real> Walk<T> for FastWalk<'_, T> {
-    #[inline(always)]
-    fn walk(&self, tree: usize, block: &[T], width: usize, out: &mut [usize; LANES]) {
-        for (o, row) in out.iter_mut().zip(block.chunks_exact(width.max(1))) {
-            *o = walk_fast(self.0, self.1[tree], row);
-        }
-    }
-}
-
-impl<T: Real> Walk<T> for GeneralWalk<'_, T> {
-    #[inline(always)]
-    fn walk(&self, tree: usize, block: &[T], width: usize, out: &mut [usize; LANES]) {
-        for (o, row) in out.iter_mut().zip(block.chunks_exact(width.max(1))) {
-            *o = walk_general(self.0, self.1[tree], row);
-        }
-    }
 }
 
 impl<T: Real> Evaluator<T> {
@@ -256,6 +181,17 @@ impl<T: Real> Evaluator<T> {
         }
     }
 
+    /// Whether nodes and leaf values together fit comfortably in L1.
+    fn fits_in_cache(&self) -> bool {
+        let f = &self.forest;
+        let nodes = match &f.nodes {
+            Nodes::Perfect(p) => p.splits.len() * 8 + p.leaves.len() * 4,
+            Nodes::Fast(n) => n.len() * 16,
+            Nodes::General(n) => n.len() * 24,
+        };
+        nodes + f.leaf_value.len() * std::mem::size_of::<T>() <= 24 * 1024
+    }
+
     #[inline(always)]
     fn accumulate<W: Walk<T>>(&self, xe: &[T], width: usize, acc: &mut [Score<T>], walk: &W) {
         match self.aggregate {
@@ -279,6 +215,29 @@ impl<T: Real> Evaluator<T> {
         let n_out = self.n_outputs;
         let rows = acc.len() / n_out;
         let mut leaves = [0usize; LANES];
+        // Sums into one column of a model small enough to stay in L1 cache:
+        // keep LANES running sums in registers across all trees, with no
+        // per-tree load and store. Each row still sums in tree order.
+        let column = if n_out == 1 { Some(0) } else { f.single_column };
+        if let (AGG_SUM, Some(col), true) = (AGG, column, self.fits_in_cache()) {
+            for first in (0..rows).step_by(LANES) {
+                let n = LANES.min(rows - first);
+                let block = &xe[first * width..(first + n) * width];
+                let mut sums = [T::default(); LANES];
+                for t in 0..f.roots.len() {
+                    walk.walk(t, block, width, n, &mut leaves);
+                    for (s, &leaf) in sums.iter_mut().zip(&leaves) {
+                        *s = *s + f.leaf_value[leaf];
+                    }
+                }
+                for (l, &s) in sums[..n].iter().enumerate() {
+                    let a = &mut acc[(first + l) * n_out + col as usize];
+                    a.score = a.score + s;
+                    a.has |= !f.roots.is_empty();
+                }
+            }
+            return;
+        }
         // Tree-major order keeps a tree's nodes hot in cache while the rows,
         // walked LANES at a time, give the CPU independent work to overlap.
         for t in 0..f.roots.len() {
@@ -288,6 +247,7 @@ impl<T: Real> Evaluator<T> {
                     t,
                     &xe[first * width..(first + n) * width],
                     width,
+                    n,
                     &mut leaves,
                 );
                 for (l, &leaf) in leaves[..n].iter().enumerate() {
@@ -312,8 +272,8 @@ impl<T: Real> Evaluator<T> {
 #[cfg(test)]
 mod tests {
     use super::super::canonical::tests::ort_condition;
-    use super::super::flat::tests::{leaf, node, regressor, weight};
-    use super::super::parse::SpecNode;
+    use super::super::parse::tests::{leaf, node, regressor, weight};
+    use super::super::parse::{NodeMode, SpecNode};
     use super::*;
 
     /// xorshift: deterministic randomness without a dependency.
@@ -501,6 +461,21 @@ mod tests {
                 })
                 .sum();
             assert_eq!(out[r] as f64, expected, "row {row:?}");
+        }
+    }
+
+    #[test]
+    fn leaf_only_trees_read_no_feature() {
+        let spec = regressor(
+            vec![leaf(0, 0), leaf(1, 0)],
+            vec![weight(0, 0, 0, 1.5), weight(1, 0, 0, 2.0)],
+        );
+        let e = Evaluator::<f32>::build(&spec).unwrap();
+        for rows in [1, 8, 11] {
+            let mut out = vec![0f32; rows];
+            e.eval(&vec![0f32; rows * 2], rows, 2, |v| v, &mut out, &mut [])
+                .unwrap();
+            assert!(out.iter().all(|&v| v == 3.5), "{out:?}");
         }
     }
 }

@@ -143,7 +143,7 @@ impl<T: Real> Evaluator<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flat::tests::{leaf, node, regressor, weight};
+    use super::super::parse::tests::{leaf, node, regressor, weight};
     use super::super::parse::{ClassLabels, ClassifierSpec, NodeMode};
     use super::super::transform::{logistic, softmax};
     use super::*;

@@ -69,6 +69,9 @@ pub struct Forest<T> {
     /// Per leaf, its only (column, weight), when every leaf has exactly one
     /// (gradient-boosted classifiers): saves an indirection per tree.
     pub leaf_single: Option<Vec<(u32, T)>>,
+    /// The column every weight goes to, when they all go to one (binary
+    /// gradient boosting, single-target regression).
+    pub single_column: Option<u32>,
 }
 
 fn err(spec: &EnsembleSpec, attr: &str, msg: String) -> TractError {
@@ -210,6 +213,7 @@ impl<T: Real> Forest<T> {
             leaf_range: vec![],
             weights: vec![],
             leaf_single: None,
+            single_column: None,
         };
         let mut general: Vec<GeneralNode<T>> = Vec::with_capacity(n);
         // Encoded reference of each spec node once emitted; shared subtrees
@@ -254,6 +258,12 @@ impl<T: Real> Forest<T> {
                     .map(|(start, _)| forest.weights[*start as usize])
                     .collect(),
             );
+        }
+        if let Some(single) = &forest.leaf_single {
+            let first = single.first().map(|w| w.0);
+            if single.iter().all(|w| Some(w.0) == first) {
+                forest.single_column = first;
+            }
         }
         forest.n_features = general
             .iter()
@@ -375,54 +385,8 @@ impl<T: Real> Forest<T> {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use super::super::parse::{Aggregate, PostTransform, SpecNode, SpecWeight};
+    use super::super::parse::tests::{leaf, node, regressor, weight};
     use super::*;
-
-    pub fn node(
-        tree: i64,
-        id: i64,
-        mode: NodeMode,
-        feature: usize,
-        value: f64,
-        t: i64,
-        f: i64,
-    ) -> SpecNode {
-        SpecNode {
-            tree_id: tree,
-            node_id: id,
-            feature,
-            value,
-            mode,
-            true_id: t,
-            false_id: f,
-            missing_tracks_true: false,
-        }
-    }
-
-    pub fn leaf(tree: i64, id: i64) -> SpecNode {
-        node(tree, id, NodeMode::Leaf, 0, 0.0, 0, 0)
-    }
-
-    pub fn weight(tree: i64, id: i64, output: i64, weight: f64) -> SpecWeight {
-        SpecWeight {
-            tree_id: tree,
-            node_id: id,
-            output,
-            weight,
-        }
-    }
-
-    pub fn regressor(nodes: Vec<SpecNode>, weights: Vec<SpecWeight>) -> EnsembleSpec {
-        EnsembleSpec {
-            n_outputs: 1,
-            aggregate: Aggregate::Sum,
-            post_transform: PostTransform::None,
-            base_values: vec![],
-            nodes,
-            weights,
-            classifier: None,
-        }
-    }
 
     fn build_err(spec: &EnsembleSpec) -> String {
         format!("{:#}", Forest::<f32>::build(spec).unwrap_err())

@@ -172,7 +172,8 @@ pub fn parse(
     check_len(node, "nodes_falsenodeids", false_ids.len(), n_nodes)?;
     check_len(node, "nodes_modes", modes.len(), n_nodes)?;
     check_len(node, "nodes_values", values.len(), n_nodes)?;
-    // onnxruntime reads the missing-value flags only where present.
+    // onnxruntime reads the missing-value flags only where present: fewer
+    // than nodes is fine (the rest route NaN to the false branch), more is not.
     if missing.len() > n_nodes {
         check_len(
             node,
@@ -292,7 +293,8 @@ pub fn parse(
         let distinct: std::collections::HashSet<i64> = w_ids.iter().copied().collect();
         let spec = ClassifierSpec {
             binary_case: labels.len() == 2 && distinct.len() == 1,
-            weights_are_all_positive: weights.iter().all(|w| !(w.weight < 0.0)),
+            // As onnxruntime's `weight < 0` test: NaN counts as positive.
+            weights_are_all_positive: weights.iter().all(|w| w.weight >= 0.0 || w.weight.is_nan()),
             labels,
         };
         (spec.labels.len(), Aggregate::Sum, Some(spec))
@@ -323,7 +325,9 @@ pub fn parse(
         };
         (n_targets as usize, aggregate, None)
     };
-    if base_values.len() > n_outputs && classifier_spec.as_ref().is_some_and(|_| n_outputs > 2) {
+    // onnxruntime adds a multi-class classifier's base values to the first
+    // classes, one each; more values than classes would overrun.
+    if classifier_spec.is_some() && n_outputs > 2 && base_values.len() > n_outputs {
         return Err(attr_error(
             node,
             "base_values",
@@ -344,4 +348,56 @@ pub fn parse(
         weights,
         classifier: classifier_spec,
     })
+}
+
+/// Builders for hand-written specs in other modules' tests.
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub fn node(
+        tree: i64,
+        id: i64,
+        mode: NodeMode,
+        feature: usize,
+        value: f64,
+        t: i64,
+        f: i64,
+    ) -> SpecNode {
+        SpecNode {
+            tree_id: tree,
+            node_id: id,
+            feature,
+            value,
+            mode,
+            true_id: t,
+            false_id: f,
+            missing_tracks_true: false,
+        }
+    }
+
+    pub fn leaf(tree: i64, id: i64) -> SpecNode {
+        node(tree, id, NodeMode::Leaf, 0, 0.0, 0, 0)
+    }
+
+    pub fn weight(tree: i64, id: i64, output: i64, weight: f64) -> SpecWeight {
+        SpecWeight {
+            tree_id: tree,
+            node_id: id,
+            output,
+            weight,
+        }
+    }
+
+    pub fn regressor(nodes: Vec<SpecNode>, weights: Vec<SpecWeight>) -> EnsembleSpec {
+        EnsembleSpec {
+            n_outputs: 1,
+            aggregate: Aggregate::Sum,
+            post_transform: PostTransform::None,
+            base_values: vec![],
+            nodes,
+            weights,
+            classifier: None,
+        }
+    }
 }

@@ -138,9 +138,9 @@ pub fn walk<T: Real>(trees: &PerfectTrees<T>, tree: usize, xe: &[T]) -> usize {
     let mut i = 0usize;
     for _ in 0..trees.depth {
         let s = &splits[i];
-        // Written as a negated `<=` so NaN goes right, as in the canonical form.
-        let right = !(xe[s.feature as usize] <= s.threshold);
-        i = 2 * i + 1 + right as usize;
+        // Left child at 2i + 1, right at 2i + 2; NaN fails `<=` and goes
+        // right, as in the canonical form.
+        i = 2 * i + 2 - (xe[s.feature as usize] <= s.threshold) as usize;
     }
     trees.leaves[tree * (n_splits + 1) + i - n_splits] as usize
 }
@@ -181,8 +181,7 @@ pub fn walk_lanes<T: Real>(
                 let s = splits.get_unchecked(*i);
                 (*block.get_unchecked(l * width + s.feature as usize), s)
             };
-            let right = !(x <= s.threshold);
-            *i = 2 * *i + 1 + right as usize;
+            *i = 2 * *i + 2 - (x <= s.threshold) as usize;
         }
     }
     for l in 0..LANES {
