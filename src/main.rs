@@ -80,8 +80,13 @@ enum FeaturesCommand {
 fn main() -> ExitCode {
     // tract warns about every opset newer than it was tested with; the golden
     // check at load is what tells whether a model is computed right.
-    modelbus::telemetry::init_tracing("info,tract_onnx=error");
     let cli = Cli::parse();
+    modelbus::telemetry::init_tracing(match &cli.command {
+        // The demo and bench print their own summaries; progress bars and
+        // log lines would interleave.
+        Command::Demo(_) | Command::Bench(_) => "warn,tract_onnx=error",
+        _ => "info,tract_onnx=error",
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

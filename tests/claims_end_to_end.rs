@@ -82,6 +82,24 @@ async fn reference_events_score_like_onnxruntime_and_bad_input_is_dead_lettered(
         all.insert(10 * (j + 1) + j, r.clone());
     }
     app.bus.publish("claims", all).await.unwrap();
+    // Undecodable bytes from outside, the way an operator replays captured traffic.
+    let out = std::process::Command::new(common::bin())
+        .args(["publish", "--raw", "--key", "C00001", "--topic", "claims", "--config"])
+        .arg(&c.config_path)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"\x00\x01 not an event")?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success());
+    bad.push((
+        "decode",
+        Record { key: Some(b"C00001".to_vec()), headers: vec![], value: b"\x00\x01 not an event".to_vec() },
+    ));
 
     let bus = app.bus.clone();
     let want = events.len() as u64;

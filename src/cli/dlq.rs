@@ -73,6 +73,18 @@ pub struct Selection {
     until: Option<DateTime<Utc>>,
 }
 
+impl Selection {
+    fn filter(&self) -> Filter {
+        Filter {
+            worker: self.worker.clone(),
+            stage: self.stage.clone(),
+            class: self.class.clone(),
+            since: self.since,
+            until: self.until,
+        }
+    }
+}
+
 async fn read_all(config: &modelbus::config::Config, topic: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
     let bus = Bus::open(config)?;
     let mut topics: Vec<String> = match topic {
@@ -98,13 +110,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DlqCommand::List { sel, json } => {
             let config = load_config(&sel.config)?;
-            let filter = Filter {
-                worker: sel.worker.clone(),
-                stage: sel.stage.clone(),
-                class: sel.class.clone(),
-                since: sel.since,
-                until: sel.until,
-            };
+            let filter = sel.filter();
             let all = read_all(&config, sel.topic.as_deref()).await?;
             let picked: Vec<&DeadLetter> = all.iter().filter(|d| filter.matches(d)).collect();
             let mut by_reason: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -138,13 +144,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
         DlqCommand::Replay { sel, dry_run, rate, max_replays } => {
             let config = load_config(&sel.config)?;
             let bus = Bus::open(&config)?;
-            let filter = Filter {
-                worker: sel.worker.clone(),
-                stage: sel.stage.clone(),
-                class: sel.class.clone(),
-                since: sel.since,
-                until: sel.until,
-            };
+            let filter = sel.filter();
             let mut topics: Vec<(String, u32)> = config
                 .workers
                 .iter()
