@@ -156,7 +156,7 @@ fn spawn_worker(config: &Path) -> anyhow::Result<Child> {
     } else {
         Command::new(exe)
     };
-    cmd.arg("run").arg("--config").arg(config).env("RUST_LOG", "warn").stdout(Stdio::null());
+    cmd.arg("run").arg("--config").arg(config).env("RUST_LOG", "warn,tract_onnx=error").stdout(Stdio::null());
     Ok(cmd.spawn().context("starting the worker process")?)
 }
 
