@@ -39,4 +39,6 @@ log "the claims demo, as the README runs it"
 cargo run --release -q -- demo --events 2000
 
 log "cargo test --release"
-cargo test --release --no-fail-fast -- --test-threads=2
+# --lib --bins --tests: every test target but doctests (there are none), so
+# the run closes on a real test binary's result line.
+cargo test --release --no-fail-fast --lib --bins --tests -- --test-threads=2
