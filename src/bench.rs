@@ -101,7 +101,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     // 3. latency at a fixed offered rate
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-    let lat = paced(&bus, args.rate, args.duration, args.events as u64).await;
+    let lat = paced(&bus, args.rate, args.duration).await;
     let rss = peak_rss_kib(pid);
     stop(&mut worker);
     let (h, n) = lat?;
@@ -218,7 +218,7 @@ async fn drain(bus: &Bus, n: u64, pid: u32) -> anyhow::Result<(f64, f64)> {
 
 /// Publishes at `rate` for `duration`, each event stamped with its scheduled
 /// send time; returns the latency histogram (µs) and the event count.
-async fn paced(bus: &Bus, rate: u64, duration: Duration, already: u64) -> anyhow::Result<(Histogram<u64>, usize)> {
+async fn paced(bus: &Bus, rate: u64, duration: Duration) -> anyhow::Result<(Histogram<u64>, usize)> {
     let mut results = bus.follow(example::RESULT_TOPIC, ReadFrom::End).await?;
     let mut generator = Generator::new(9, 0.0);
     let total = (rate as f64 * duration.as_secs_f64()) as usize;
@@ -259,7 +259,6 @@ async fn paced(bus: &Bus, rate: u64, duration: Duration, already: u64) -> anyhow
             }
         }
     }
-    let _ = already;
     if seen < total {
         bail!("only {seen} of {total} paced events produced results within 60 s");
     }

@@ -103,10 +103,6 @@ pub struct Event {
     pub data: Value,
 }
 
-const CORE: &[&str] = &[
-    "id", "source", "type", "specversion", "time", "subject", "datacontenttype", "dataschema",
-    "traceparent", "tracestate",
-];
 
 impl Event {
     /// Builds an event from a structured-mode JSON object, filling in `id`,
@@ -398,10 +394,6 @@ pub fn stable_id(parts: &[&str]) -> String {
     uuid::Uuid::from_bytes(b).to_string()
 }
 
-/// `CORE` attributes are carried as fields, everything else as extensions.
-pub fn is_core_attribute(name: &str) -> bool {
-    CORE.contains(&name)
-}
 
 #[cfg(test)]
 mod tests {

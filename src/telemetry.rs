@@ -2,7 +2,7 @@
 //! latency histogram, and tracing setup. The Prometheus endpoint reads these.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
@@ -64,9 +64,6 @@ impl WorkerStats {
         let _ = h.record(us.max(1));
     }
 
-    pub fn count(&self, c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level.

@@ -222,13 +222,6 @@ impl Consumer {
         }
     }
 
-    /// Fetch `tp` again from `offset` (after a fenced commit, or to re-read).
-    pub fn seek(&mut self, tp: &TopicPartition, offset: u64) {
-        match self {
-            Consumer::Embedded(c) => c.seek(tp, offset),
-        }
-    }
-
     pub fn member_id(&self) -> &str {
         match self {
             Consumer::Embedded(c) => c.member_id(),

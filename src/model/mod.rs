@@ -193,16 +193,13 @@ impl Model {
         }
     }
 
-    /// Runs one batch. CPU-bound: call it from a blocking thread.
-    pub fn run(&self, inputs: Vec<TensorInput>) -> Result<Vec<Output>, ModelError> {
-        self.run_unchecked(inputs)
-    }
 
     pub fn check_golden(&self, path: &Path) -> Result<f64, ModelError> {
         golden::check(self, path)
     }
 
-    fn run_unchecked(&self, inputs: Vec<TensorInput>) -> Result<Vec<Output>, ModelError> {
+    /// Runs one batch. CPU-bound: call it from a blocking thread.
+    pub fn run(&self, inputs: Vec<TensorInput>) -> Result<Vec<Output>, ModelError> {
         let specs = self.inputs();
         if inputs.len() != specs.len() {
             return Err(ModelError::BadInput(format!("model takes {} inputs, got {}", specs.len(), inputs.len())));

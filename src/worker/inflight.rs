@@ -164,9 +164,6 @@ impl InFlight {
         self.carry = Some(commit);
     }
 
-    pub fn has_pending_commit(&self) -> bool {
-        self.carry.is_some()
-    }
 }
 
 #[cfg(test)]

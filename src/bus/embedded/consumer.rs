@@ -94,12 +94,6 @@ impl EmbeddedConsumer {
         self.owned.keys().cloned().collect()
     }
 
-    pub fn seek(&mut self, tp: &TopicPartition, offset: u64) {
-        if let Some(o) = self.owned.get_mut(tp) {
-            o.position = offset;
-        }
-    }
-
     /// Heartbeats and rebalances when a heartbeat is due (or `force`).
     pub async fn maintain(&mut self, force: bool) -> Result<Rebalance, BusError> {
         let mut reb = self.heartbeat(force).await?;
