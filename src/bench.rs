@@ -46,9 +46,16 @@ pub struct BenchArgs {
     /// Directory to run in (default: a new temporary directory).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Instead: modelbus on this Kafka cluster (`host:port`) against the
+    /// Python confluent-kafka + onnxruntime baseline, on the same events.
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(brokers) = &args.kafka {
+        return crate::bench_kafka::run(&args, brokers).await;
+    }
     let tmp = tempfile::Builder::new().prefix("modelbus-bench-").tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let config_path = example::write_to(&dir)?;
@@ -131,7 +138,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Pins this process to `core` when the machine has it (best effort).
-fn pin_to_core(core: usize) {
+pub(crate) fn pin_to_core(core: usize) {
     #[cfg(target_os = "linux")]
     unsafe {
         if core >= num_cpus() {
@@ -143,11 +150,11 @@ fn pin_to_core(core: usize) {
     }
 }
 
-fn num_cpus() -> usize {
+pub(crate) fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
-fn spawn_worker(config: &Path) -> anyhow::Result<Child> {
+pub(crate) fn spawn_worker(config: &Path) -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?;
     let mut cmd = if num_cpus() >= 2 && which("taskset") {
         let mut c = Command::new("taskset");
@@ -160,12 +167,12 @@ fn spawn_worker(config: &Path) -> anyhow::Result<Child> {
     Ok(cmd.spawn().context("starting the worker process")?)
 }
 
-fn which(tool: &str) -> bool {
+pub(crate) fn which(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
-fn stop(child: &mut Child) {
+pub(crate) fn stop(child: &mut Child) {
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
@@ -265,7 +272,7 @@ async fn paced(bus: &Bus, rate: u64, duration: Duration) -> anyhow::Result<(Hist
     Ok((h, total))
 }
 
-fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading worker CPU time")?;
     // Fields after the command name (which may contain spaces) start after ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
@@ -286,7 +293,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Realistic model rows: generated claims joined with the customers CSV.
-fn claim_rows(csv_path: &Path, n: usize) -> anyhow::Result<Vec<f32>> {
+pub(crate) fn claim_rows(csv_path: &Path, n: usize) -> anyhow::Result<Vec<f32>> {
     let mut rdr = csv::Reader::from_path(csv_path)?;
     let mut customers: HashMap<String, Vec<f32>> = HashMap::new();
     for r in rdr.records() {
@@ -307,7 +314,7 @@ fn claim_rows(csv_path: &Path, n: usize) -> anyhow::Result<Vec<f32>> {
     Ok(rows)
 }
 
-fn time_inference(model: &Model, rows: &[f32], batch: usize) -> anyhow::Result<(f64, f64)> {
+pub(crate) fn time_inference(model: &Model, rows: &[f32], batch: usize) -> anyhow::Result<(f64, f64)> {
     let width = 12;
     let n = rows.len() / width;
     let run_all = || -> anyhow::Result<()> {

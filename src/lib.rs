@@ -4,7 +4,7 @@
 //!
 //! - [`config`] — the TOML tree that declares bus, schemas, stores, models, workers.
 //! - [`event`] — the CloudEvents envelope, trace context, and raw bus [`event::Record`]s.
-//! - [`bus`] — topics, partitions, consumer groups and commits; `embedded` backend.
+//! - [`bus`] — topics, partitions, consumer groups and commits; `embedded` and `kafka` backends.
 //! - [`schema`] — the schema registry: validation and compatibility of versions.
 //! - [`faults`] — fault injection points for failure tests.
 //! - [`features`] — feature stores: entity key → named features, batched.
@@ -16,12 +16,15 @@
 //! - [`sink`] — where results go.
 //! - [`app`] — assembles a running deployment from a config.
 //! - [`telemetry`] — metric names, counters, latency, tracing setup.
+//! - [`http`] — the worker's `/metrics`, `/healthz` and `/readyz` endpoint.
 //! - [`error`] — the error classes every module's errors map to.
 //! - [`example`] — the claims example built into the binary, and its event generator.
-//! - [`demo`] and [`bench`] — the claims example end to end, and its measurements.
+//! - [`demo`] and [`bench`] — the claims example end to end, and its measurements;
+//!   [`bench_kafka`] compares modelbus on Kafka with a Python worker.
 
 pub mod app;
 pub mod bench;
+pub mod bench_kafka;
 pub mod bus;
 pub mod config;
 pub mod dead_letter;
@@ -32,6 +35,7 @@ pub mod event;
 pub mod example;
 pub mod faults;
 pub mod features;
+pub mod http;
 pub mod model;
 pub mod retry;
 pub mod schema;

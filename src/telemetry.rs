@@ -2,7 +2,7 @@
 //! latency histogram, and tracing setup. The Prometheus endpoint reads these.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
@@ -16,6 +16,10 @@ pub mod names {
     pub const IN_FLIGHT: &str = "modelbus_in_flight_events";
     pub const END_TO_END_SECONDS: &str = "modelbus_end_to_end_latency_seconds";
     pub const BATCH_SIZE: &str = "modelbus_batch_size";
+    pub const CONSUMER_LAG: &str = "modelbus_consumer_lag";
+    pub const DUPLICATES: &str = "modelbus_duplicates_total";
+    pub const BATCHES: &str = "modelbus_batches_total";
+    pub const READY: &str = "modelbus_worker_ready";
 }
 
 /// Counters of one worker, shared with whoever reports them.
@@ -28,10 +32,16 @@ pub struct WorkerStats {
     pub duplicates: AtomicU64,
     pub in_flight: AtomicU64,
     pub batches: AtomicU64,
+    /// Retries by (stage, code).
+    pub retried: Mutex<BTreeMap<(String, String), u64>>,
     /// (stage, code) → count.
     pub dead_letters: Mutex<BTreeMap<(String, String), u64>>,
     /// Event `time` to result accepted by every sink, microseconds.
     pub latency_us: Mutex<Histogram<u64>>,
+    /// The group has assigned this worker its partitions.
+    pub joined: AtomicBool,
+    /// (topic, partition) → records not yet handled, where the bus reports it.
+    pub lag: Mutex<BTreeMap<(String, u32), u64>>,
 }
 
 impl Default for WorkerStats {
@@ -43,8 +53,11 @@ impl Default for WorkerStats {
             duplicates: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            retried: Mutex::new(BTreeMap::new()),
             dead_letters: Mutex::new(BTreeMap::new()),
             latency_us: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")),
+            joined: AtomicBool::new(false),
+            lag: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -55,8 +68,20 @@ impl WorkerStats {
         *m.entry((stage.to_string(), code.to_string())).or_default() += 1;
     }
 
+    pub fn retried(&self, stage: &str, code: &str) {
+        self.retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut m = self.retried.lock().unwrap_or_else(|e| e.into_inner());
+        *m.entry((stage.to_string(), code.to_string())).or_default() += 1;
+    }
+
     pub fn dead_letter_total(&self) -> u64 {
         self.dead_letters.lock().unwrap_or_else(|e| e.into_inner()).values().sum()
+    }
+
+    /// Replaces the lag table: partitions no longer owned disappear from it.
+    pub fn set_lag(&self, lag: Vec<(crate::bus::TopicPartition, u64)>) {
+        let mut m = self.lag.lock().unwrap_or_else(|e| e.into_inner());
+        *m = lag.into_iter().map(|(tp, n)| ((tp.topic, tp.partition), n)).collect();
     }
 
     pub fn record_latency_us(&self, us: u64) {

@@ -8,6 +8,7 @@
 //! SQLite transaction) or in the order that keeps the at-least-once promise.
 
 pub mod embedded;
+pub mod kafka;
 pub mod partition;
 
 use std::time::Duration;
@@ -30,12 +31,42 @@ pub enum BusError {
     BadPartition { topic: String, partition: u32, partitions: u32 },
     #[error("bus task failed: {0}")]
     Task(String),
+    #[error("kafka {op}: {source}")]
+    Kafka { op: &'static str, source: rdkafka::error::KafkaError },
+    #[error("topic `{0}` does not exist and bus.kafka.create_topics is false")]
+    MissingTopic(String),
+    #[error("cannot create topic `{topic}`: {code}")]
+    CreateTopic { topic: String, code: rdkafka::types::RDKafkaErrorCode },
+}
+
+/// Kafka errors that no retry can fix: credentials, authorisation, config.
+fn kafka_is_fatal(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::{KafkaError as K, RDKafkaErrorCode as C};
+    match e {
+        K::ClientConfig(..) | K::ClientCreation(_) | K::Subscription(_) => true,
+        _ => matches!(
+            e.rdkafka_error_code(),
+            Some(
+                C::TopicAuthorizationFailed
+                    | C::GroupAuthorizationFailed
+                    | C::ClusterAuthorizationFailed
+                    | C::SaslAuthenticationFailed
+                    | C::Authentication
+                    | C::InvalidConfig
+                    | C::Fatal
+            )
+        ),
+    }
 }
 
 impl Classify for BusError {
     fn class(&self) -> ErrorClass {
         match self {
             BusError::Busy(_) | BusError::Task(_) => ErrorClass::Transient,
+            BusError::Kafka { source, .. } if kafka_is_fatal(source) => ErrorClass::Fatal,
+            // Brokers down, leaders moving, timeouts: retry.
+            BusError::Kafka { .. } => ErrorClass::Transient,
+            BusError::MissingTopic(_) | BusError::CreateTopic { .. } => ErrorClass::Fatal,
             BusError::NoSuchTopic(_) | BusError::BadPartition { .. } => ErrorClass::Permanent,
             // A store that fails for any other reason (disk gone, corrupt file)
             // cannot be trusted with the group's position.
@@ -50,6 +81,9 @@ impl Classify for BusError {
             BusError::NoSuchTopic(_) => "no_such_topic",
             BusError::BadPartition { .. } => "bad_partition",
             BusError::Task(_) => "bus_task",
+            BusError::Kafka { .. } => "kafka",
+            BusError::MissingTopic(_) => "missing_topic",
+            BusError::CreateTopic { .. } => "create_topic",
         }
     }
 }
@@ -127,6 +161,7 @@ pub enum ReadFrom {
 
 pub enum Bus {
     Embedded(embedded::EmbeddedBus),
+    Kafka(kafka::KafkaBus),
 }
 
 impl Bus {
@@ -136,6 +171,7 @@ impl Bus {
                 &config.data_dir,
                 config.bus.embedded.clone(),
             )?)),
+            BusKind::Kafka => Ok(Bus::Kafka(kafka::KafkaBus::open(config.bus.kafka.clone())?)),
         }
     }
 
@@ -144,6 +180,7 @@ impl Bus {
     pub async fn publish(&self, topic: &str, records: Vec<Record>) -> Result<Vec<(u32, u64)>, BusError> {
         match self {
             Bus::Embedded(b) => b.publish(topic, records).await,
+            Bus::Kafka(b) => b.publish(topic, records).await,
         }
     }
 
@@ -152,12 +189,14 @@ impl Bus {
     pub async fn ensure_topic(&self, topic: &str, retained: bool) -> Result<u32, BusError> {
         match self {
             Bus::Embedded(b) => b.ensure_topic(topic, retained).await,
+            Bus::Kafka(b) => b.ensure_topic(topic, retained).await,
         }
     }
 
     pub async fn consumer(&self, group: &str, topics: &[String]) -> Result<Consumer, BusError> {
         match self {
             Bus::Embedded(b) => Ok(Consumer::Embedded(b.consumer(group, topics).await?)),
+            Bus::Kafka(b) => Ok(Consumer::Kafka(b.consumer(group, topics).await?)),
         }
     }
 
@@ -165,6 +204,7 @@ impl Bus {
     pub async fn read(&self, topic: &str, from: ReadFrom, max: usize) -> Result<Vec<Delivery>, BusError> {
         match self {
             Bus::Embedded(b) => b.read(topic, from, max).await,
+            Bus::Kafka(b) => b.read(topic, from, max).await,
         }
     }
 
@@ -172,6 +212,7 @@ impl Bus {
     pub async fn follow(&self, topic: &str, from: ReadFrom) -> Result<Follower, BusError> {
         match self {
             Bus::Embedded(b) => Ok(Follower::Embedded(b.follow(topic, from).await?)),
+            Bus::Kafka(b) => Ok(Follower::Kafka(b.follow(topic, from).await?)),
         }
     }
 
@@ -179,18 +220,21 @@ impl Bus {
     pub async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, BusError> {
         match self {
             Bus::Embedded(b) => b.end_offsets(topic).await,
+            Bus::Kafka(b) => b.end_offsets(topic).await,
         }
     }
 
     pub async fn topics(&self) -> Result<Vec<(String, u32)>, BusError> {
         match self {
             Bus::Embedded(b) => b.topics().await,
+            Bus::Kafka(b) => b.topics().await,
         }
     }
 }
 
 pub enum Consumer {
     Embedded(embedded::EmbeddedConsumer),
+    Kafka(kafka::KafkaConsumer),
 }
 
 impl Consumer {
@@ -199,12 +243,14 @@ impl Consumer {
     pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled, BusError> {
         match self {
             Consumer::Embedded(c) => c.poll(max, wait).await,
+            Consumer::Kafka(c) => c.poll(max, wait).await,
         }
     }
 
     pub async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, BusError> {
         match self {
             Consumer::Embedded(c) => c.commit(commit).await,
+            Consumer::Kafka(c) => c.commit(commit).await,
         }
     }
 
@@ -212,6 +258,7 @@ impl Consumer {
     pub async fn maintain(&mut self) -> Result<Rebalance, BusError> {
         match self {
             Consumer::Embedded(c) => c.maintain(false).await,
+            Consumer::Kafka(c) => c.maintain().await,
         }
     }
 
@@ -219,12 +266,14 @@ impl Consumer {
     pub fn assignment(&self) -> Vec<TopicPartition> {
         match self {
             Consumer::Embedded(c) => c.assignment(),
+            Consumer::Kafka(c) => c.assignment(),
         }
     }
 
     pub fn member_id(&self) -> &str {
         match self {
             Consumer::Embedded(c) => c.member_id(),
+            Consumer::Kafka(c) => c.member_id(),
         }
     }
 
@@ -232,18 +281,47 @@ impl Consumer {
     pub async fn close(self) -> Result<(), BusError> {
         match self {
             Consumer::Embedded(c) => c.close().await,
+            Consumer::Kafka(c) => c.close().await,
+        }
+    }
+
+    /// Stops (or resumes) fetching while the worker is full. The embedded
+    /// bus reads only when polled, so it needs nothing here.
+    pub fn set_paused(&mut self, paused: bool) -> Result<(), BusError> {
+        match self {
+            Consumer::Embedded(_) => Ok(()),
+            Consumer::Kafka(c) => c.set_paused(paused),
+        }
+    }
+
+    /// Whether the group has given this member its assignment (for `/readyz`).
+    pub fn joined(&self) -> bool {
+        match self {
+            // Joining the embedded group happens when the consumer is created.
+            Consumer::Embedded(_) => true,
+            Consumer::Kafka(c) => c.joined(),
+        }
+    }
+
+    /// A handle that reads consumer lag off the worker's loop, where the bus has one.
+    pub fn lag_probe(&self) -> Option<kafka::lag::LagProbe> {
+        match self {
+            Consumer::Embedded(_) => None,
+            Consumer::Kafka(c) => Some(c.lag_probe()),
         }
     }
 }
 
 pub enum Follower {
     Embedded(embedded::EmbeddedFollower),
+    Kafka(kafka::KafkaFollower),
 }
 
 impl Follower {
     pub async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
         match self {
             Follower::Embedded(f) => f.next_batch(max, wait).await,
+            Follower::Kafka(f) => f.next_batch(max, wait).await,
         }
     }
 }

@@ -17,6 +17,12 @@ pub async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     }
     let token = CancellationToken::new();
     cancel_on_signals(token.clone());
+    if let Some(addr) = app.config.http.listen {
+        let monitored = workers.iter().map(|w| (w.plan.worker.clone(), w.stats.clone())).collect();
+        modelbus::http::serve(addr, monitored, token.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("http.listen: cannot listen on {addr}: {e}"))?;
+    }
     App::run(workers, token).await?;
     Ok(ExitCode::SUCCESS)
 }

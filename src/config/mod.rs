@@ -33,6 +33,8 @@ pub struct Config {
     pub schemas: PathBuf,
     #[serde(default)]
     pub bus: BusConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
     /// Named feature stores, referenced by `workers[].feature_store`.
     #[serde(default)]
     pub feature_stores: BTreeMap<String, FeatureStoreConfig>,
@@ -56,6 +58,8 @@ pub enum BusKind {
     /// Durable, on one host, in `data_dir` (SQLite in WAL mode).
     #[default]
     Embedded,
+    /// A Kafka-protocol cluster (`[bus.kafka]`).
+    Kafka,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -65,6 +69,52 @@ pub struct BusConfig {
     pub kind: BusKind,
     #[serde(default)]
     pub embedded: EmbeddedBusConfig,
+    #[serde(default)]
+    pub kafka: KafkaBusConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaBusConfig {
+    /// `bootstrap.servers`: comma-separated `host:port` list.
+    pub brokers: String,
+    /// Partitions of topics modelbus creates.
+    pub partitions: u32,
+    pub replication_factor: u32,
+    /// Create missing topics. When false, a missing topic refuses start-up, naming it.
+    pub create_topics: bool,
+    /// `session.timeout.ms` of worker consumers: how long a dead member
+    /// keeps its partitions before the group rebalances.
+    #[serde(with = "duration::req")]
+    pub session_timeout: Duration,
+    /// How long a publish waits for the broker's acknowledgement.
+    #[serde(with = "duration::req")]
+    pub request_timeout: Duration,
+    /// librdkafka properties passed through unchanged to every client (TLS,
+    /// SASL, compression, `fetch.wait.max.ms`, ...). Values may use `${ENV}`.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaBusConfig {
+    fn default() -> Self {
+        KafkaBusConfig {
+            brokers: "127.0.0.1:9092".into(),
+            partitions: 4,
+            replication_factor: 1,
+            create_topics: true,
+            session_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+/// The worker's HTTP endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to listen on, e.g. `"0.0.0.0:9464"`; absent → no endpoint.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

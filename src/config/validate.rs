@@ -20,6 +20,26 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             "must be shorter than bus.embedded.session_timeout".into(),
         );
     }
+    if c.bus.kind == super::BusKind::Kafka {
+        let k = &c.bus.kafka;
+        if k.brokers.trim().is_empty() {
+            err("bus.kafka.brokers".into(), "must name at least one `host:port`".into());
+        }
+        if k.partitions == 0 {
+            err("bus.kafka.partitions".into(), "must be at least 1".into());
+        }
+        if k.replication_factor == 0 {
+            err("bus.kafka.replication_factor".into(), "must be at least 1".into());
+        }
+        for key in k.properties.keys() {
+            if crate::bus::kafka::OWNED_PROPERTIES.contains(&key.as_str()) {
+                err(
+                    format!("bus.kafka.properties.\"{key}\""),
+                    "modelbus sets this itself: its delivery guarantees depend on it".into(),
+                );
+            }
+        }
+    }
     for (name, _) in &c.feature_stores {
         if !is_identifier(name) {
             err(format!("feature_stores.{name}"), "store names are letters, digits and `_`".into());

@@ -10,6 +10,8 @@
 mod golden;
 pub mod ml_ops;
 mod onnx;
+#[cfg(feature = "ort")]
+mod ort_rt;
 mod output;
 
 use std::path::Path;
@@ -105,6 +107,8 @@ impl Output {
 
 pub(crate) enum Backend {
     Tract(onnx::TractModel),
+    #[cfg(feature = "ort")]
+    Ort(ort_rt::OrtModel),
 }
 
 pub struct Model {
@@ -145,10 +149,15 @@ impl Model {
         let load_err = |reason: String| ModelError::Load { name: name.into(), path: path.clone(), reason };
         let backend = match cfg.runtime {
             Runtime::Tract => Backend::Tract(onnx::TractModel::load(&bytes).map_err(load_err)?),
+            #[cfg(feature = "ort")]
+            Runtime::Ort => Backend::Ort(ort_rt::OrtModel::load(&bytes).map_err(load_err)?),
+            #[cfg(not(feature = "ort"))]
             Runtime::Ort => return Err(ModelError::RuntimeUnavailable { name: name.into(), runtime: "ort" }),
         };
         let has_trees = match &backend {
             Backend::Tract(m) => m.has_tree_ensemble,
+            #[cfg(feature = "ort")]
+            Backend::Ort(m) => m.has_tree_ensemble,
         };
         let model = Model {
             name: name.into(),
@@ -170,11 +179,16 @@ impl Model {
 
     /// Loads a model file with default settings (tests, `bench`).
     pub fn load_path(path: &Path) -> Result<Model, ModelError> {
+        Model::load_path_with(path, Runtime::Tract)
+    }
+
+    /// Loads a model file on the given runtime, with default settings.
+    pub fn load_path_with(path: &Path, runtime: Runtime) -> Result<Model, ModelError> {
         let cfg = ModelConfig {
             path: path.to_path_buf(),
             sha256: None,
             version: None,
-            runtime: Runtime::Tract,
+            runtime,
             golden: None,
             allow_nan: None,
         };
@@ -184,12 +198,16 @@ impl Model {
     pub fn inputs(&self) -> &[InputSpec] {
         match &self.backend {
             Backend::Tract(m) => &m.inputs,
+            #[cfg(feature = "ort")]
+            Backend::Ort(m) => &m.inputs,
         }
     }
 
     pub fn output_names(&self) -> &[String] {
         match &self.backend {
             Backend::Tract(m) => &m.outputs,
+            #[cfg(feature = "ort")]
+            Backend::Ort(m) => &m.outputs,
         }
     }
 
@@ -218,6 +236,8 @@ impl Model {
         }
         match &self.backend {
             Backend::Tract(m) => m.run(inputs),
+            #[cfg(feature = "ort")]
+            Backend::Ort(m) => m.run(inputs),
         }
     }
 }

@@ -67,6 +67,25 @@ pub struct Worker {
     pub stats: Arc<WorkerStats>,
 }
 
+/// How often consumer lag is read for `/metrics`.
+const LAG_REFRESH: Duration = Duration::from_secs(2);
+
+/// Reads lag off the worker's loop (it is a broker round trip per partition).
+fn spawn_lag_refresh(probe: crate::bus::kafka::lag::LagProbe, stats: Arc<WorkerStats>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        while !shutdown.is_cancelled() {
+            let p = probe.clone();
+            if let Ok(lag) = tokio::task::spawn_blocking(move || p.read()).await {
+                stats.set_lag(lag);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(LAG_REFRESH) => {}
+                _ = shutdown.cancelled() => {}
+            }
+        }
+    });
+}
+
 /// How long an idle loop sleeps at most, so heartbeats stay on time.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 
@@ -77,6 +96,9 @@ impl Worker {
         let mut consumer = self.bus.consumer(&self.plan.group, &self.topics).await.map_err(berr)?;
         tracing::info!(worker = %self.plan.worker, group = %self.plan.group, member = consumer.member_id(),
             topics = ?self.topics, "worker started");
+        if let Some(probe) = consumer.lag_probe() {
+            spawn_lag_refresh(probe, self.stats.clone(), shutdown.clone());
+        }
         let mut inflight = InFlight::default();
         let result = self.serve(&mut consumer, &mut inflight, &shutdown).await;
         if result.is_ok() {
@@ -107,6 +129,9 @@ impl Worker {
             for tp in &reb.revoked {
                 inflight.drop_partition(tp);
             }
+            self.stats.joined.store(consumer.joined(), Ordering::Relaxed);
+            // Full: stop fetching at the bus instead of buffering (backpressure).
+            consumer.set_paused(inflight.len() >= self.max_in_flight).map_err(berr)?;
             // Fill: poll while the batch is not full and its max wait has not
             // passed; never beyond the in-flight bound (that is the backpressure).
             loop {
@@ -225,7 +250,7 @@ impl Worker {
                 Decision::RetryAfter(delay) => {
                     slot.attempts_dirty = true;
                     slot.state = SlotState::Waiting { due: Some(Instant::now() + delay) };
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    self.stats.retried(err.stage.as_str(), &err.code);
                     tracing::debug!(worker = %self.plan.worker, offset = slot.delivery.offset,
                         attempts = state.attempts, ?delay, code = %err.code, "transient failure; retrying");
                     return;

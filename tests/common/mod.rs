@@ -164,3 +164,4 @@ pub async fn dead_letters(bus: &Bus, topic: &str) -> Vec<modelbus::dead_letter::
         .filter_map(|d| modelbus::dead_letter::DeadLetter::from_record(d.record, d.tp.partition, d.offset))
         .collect()
 }
+pub mod kafka;

@@ -1,0 +1,144 @@
+//! `modelbus bench --kafka BROKERS`: modelbus on Kafka against the same flow
+//! written the way a competent Python team writes it today
+//! (`scripts/kafka_baseline.py`: a batched confluent-kafka consumer,
+//! onnxruntime, commits after produce), in one run, on the same broker,
+//! model and events.
+//!
+//! Both workers drain the same backlog (each in its own group, pinned to
+//! core 0 while this process watches from core 1). Events/s and CPU per
+//! event come from the steady 10%..90% stretch of modelbus's drain (from
+//! `/proc/<pid>/stat`), and from the baseline's own summary, which times
+//! from its first event to its last commit. Completion is counted from the
+//! result topic, never from the broker's high watermark.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+
+use crate::bench::{cpu_secs, num_cpus, pin_to_core, time_inference, which, BenchArgs};
+use crate::bus::{Bus, ReadFrom};
+use crate::example::{self, Generator};
+use crate::model::Model;
+
+pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new().prefix("modelbus-bench-kafka-").tempdir()?;
+    let dir = tmp.path();
+    let config_path = example::write_to(dir)?;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let (input, results, group) = (format!("bench-claims-{tag}"), format!("bench-scored-{tag}"), format!("bench-risk-{tag}"));
+    let text = std::fs::read_to_string(&config_path)?
+        .replace(
+            "[bus]\nkind = \"embedded\"\n\n[bus.embedded]",
+            &format!(
+                "[bus]\nkind = \"kafka\"\n\n[bus.kafka]\nbrokers = \"{brokers}\"\npartitions = 4\n\
+                 session_timeout = \"6s\"\n\n[bus.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n[bus.embedded]"
+            ),
+        )
+        .replace("topic = \"claims\"", &format!("topic = \"{input}\"\ngroup = \"{group}\""))
+        .replace("topic = \"risk-scored\"", &format!("topic = \"{results}\""));
+    std::fs::write(&config_path, text)?;
+    let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::features::embedded::load_csv(&config.data_dir, example::STORE, &dir.join("features/customers.csv"))?;
+    pin_to_core(1);
+    let n = args.events;
+    println!("modelbus bench --kafka {brokers} — claims model, batch {}, {n} events", args.batch);
+
+    let model = Model::load("risk", &config.models["risk"])?;
+    let rows = crate::bench::claim_rows(&dir.join("features/customers.csv"), 20_480)?;
+    let (_, infer_us) = time_inference(&model, &rows, args.batch)?;
+
+    let bus = Bus::open(&config)?;
+    let mut g = Generator::new(11, 0.0);
+    let t = Instant::now();
+    for start in (0..n).step_by(2000) {
+        let k = 2000.min(n - start);
+        let now = Utc::now();
+        bus.publish(&input, (0..k).map(|_| g.claim(now).to_record()).collect()).await?;
+    }
+    println!("backlog: {n} events produced in {:.2} s", t.elapsed().as_secs_f64());
+
+    // modelbus
+    let mut worker = crate::bench::spawn_worker(&config_path)?;
+    let ours = drain(&bus, &results, n, worker.id()).await;
+    crate::bench::stop(&mut worker);
+    let (ours_eps, ours_cpu) = ours?;
+
+    // the Python baseline, same events, its own group and result topic
+    let script = std::env::current_dir()?.join("scripts/kafka_baseline.py");
+    if !args.python.exists() || !script.exists() {
+        bail!("the baseline needs {} and {}", args.python.display(), script.display());
+    }
+    let mut cmd = if num_cpus() >= 2 && which("taskset") {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("0").arg(&args.python);
+        c
+    } else {
+        Command::new(&args.python)
+    };
+    let out = cmd
+        .arg(&script)
+        .args(["--brokers", brokers, "--topic", &input])
+        .args(["--result-topic", &format!("bench-py-scored-{tag}"), "--group", &format!("bench-py-{tag}")])
+        .args(["--count", &n.to_string(), "--batch", &args.batch.to_string()])
+        .arg("--model")
+        .arg(&config.models["risk"].path)
+        .arg("--features")
+        .arg(dir.join("features/customers.csv"))
+        .arg("--config")
+        .arg(&config_path)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running scripts/kafka_baseline.py")?;
+    if !out.status.success() {
+        bail!("the Python baseline failed: {}", String::from_utf8_lossy(&out.stdout));
+    }
+    let py: serde_json::Value = serde_json::from_slice(
+        out.stdout.split(|b| *b == b'\n').rfind(|l| !l.is_empty()).context("the baseline printed nothing")?,
+    )?;
+    let f = |k: &str| py[k].as_f64().with_context(|| format!("baseline summary lacks {k}"));
+    let (py_eps, py_cpu, py_infer) = (f("events_per_s")?, f("cpu_us_per_event")?, f("inference_cpu_us_per_event")?);
+
+    println!("\n{:<44} {:>12} {:>14} {:>16}", "", "events/s", "CPU µs/event", "excl. inference");
+    println!("{:<44} {:>12.0} {:>14.2} {:>16.2}", "modelbus on Kafka (one core)", ours_eps, ours_cpu, ours_cpu - infer_us);
+    println!("{:<44} {:>12.0} {:>14.2} {:>16.2}", "Python: confluent-kafka + onnxruntime", py_eps, py_cpu, py_cpu - py_infer);
+    println!(
+        "\nratios modelbus/Python: events/s {:.2}x, CPU per event {:.3} (target <= 0.1), excl. inference {:.3}",
+        ours_eps / py_eps,
+        ours_cpu / py_cpu,
+        (ours_cpu - infer_us) / (py_cpu - py_infer)
+    );
+    println!("modelbus CPU per event on top of inference: {:.2} µs (target <= 6 µs; inference {infer_us:.2} µs/row)", ours_cpu - infer_us);
+    Ok(())
+}
+
+/// Counts result records until `n`; rate and CPU/event over 10%..90%.
+async fn drain(bus: &Bus, topic: &str, n: usize, pid: u32) -> anyhow::Result<(f64, f64)> {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut f = loop {
+        match bus.follow(topic, ReadFrom::Beginning).await {
+            Ok(f) => break f,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => return Err(e.into()),
+        }
+    };
+    let (lo, hi) = (n / 10, n * 9 / 10);
+    let mut done = 0;
+    let mut start = None;
+    loop {
+        done += f.next_batch(50_000, Duration::from_millis(20)).await?.len();
+        let now = Instant::now();
+        if start.is_none() && done >= lo {
+            start = Some((now, done, cpu_secs(pid)?));
+        }
+        if done >= hi {
+            let (t0, d0, c0) = start.context("no start sample")?;
+            let events = (done - d0) as f64;
+            return Ok((events / now.duration_since(t0).as_secs_f64(), (cpu_secs(pid)? - c0) * 1e6 / events));
+        }
+        if now > deadline {
+            bail!("modelbus handled only {done} of {n} events in 600 s");
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! The Kafka backend, through `rdkafka` (librdkafka built from its vendored
+//! source). Records map one to one onto Kafka records in the CloudEvents
+//! Kafka binding's binary mode: the `ce_*` and `dl*` attributes are already
+//! headers of [`Record`], the key is the partition key, the value is the data.
+//!
+//! Written to Kafka's protocol semantics. The producer is idempotent with
+//! `acks=all` and partitions with murmur2 like the Java client. Group
+//! consumption, commits and retry state live in [`consumer`] and
+//! [`attempts`]. Reads without a group ([`KafkaFollower`]) never trust the
+//! high watermark to mean "the end": they stop after a quiet period, which
+//! is also correct on brokers whose watermark lags.
+
+pub mod attempts;
+pub mod consumer;
+pub mod lag;
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+
+pub use consumer::KafkaConsumer;
+
+use super::{BusError, Delivery, ReadFrom, TopicPartition};
+use crate::config::KafkaBusConfig;
+use crate::event::Record;
+
+/// librdkafka properties modelbus sets itself; `bus.kafka.properties` may not
+/// override them, because the delivery guarantees depend on them.
+pub const OWNED_PROPERTIES: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "enable.idempotence",
+    "acks",
+    "partitioner",
+];
+
+/// How long a group-less reader waits for its first record, and then for
+/// the next one, before it decides it has read everything there is.
+const READ_FIRST_WAIT: Duration = Duration::from_secs(3);
+const READ_QUIET: Duration = Duration::from_millis(700);
+
+pub struct KafkaBus {
+    cfg: KafkaBusConfig,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Topics known to exist, so publishing checks metadata once per topic.
+    known: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+fn kerr(op: &'static str) -> impl Fn(KafkaError) -> BusError {
+    move |source| BusError::Kafka { op, source }
+}
+
+impl KafkaBus {
+    pub fn open(cfg: KafkaBusConfig) -> Result<KafkaBus, BusError> {
+        let producer: FutureProducer = cfg
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // Keys land where Java producers would put them.
+            .set("partitioner", "murmur2_random")
+            .set_if_absent("linger.ms", "1")
+            .set_if_absent("message.timeout.ms", &cfg.request_timeout.as_millis().to_string())
+            .create()
+            .map_err(kerr("create producer"))?;
+        let admin = cfg.client_config().create().map_err(kerr("create admin client"))?;
+        Ok(KafkaBus { cfg, producer, admin, known: Default::default() })
+    }
+
+    pub(crate) fn producer(&self) -> &FutureProducer {
+        &self.producer
+    }
+
+    pub(crate) fn config(&self) -> &KafkaBusConfig {
+        &self.cfg
+    }
+
+    /// Appends records and waits for every acknowledgement (`acks=all`).
+    /// A missing topic is created first, as on the embedded bus (or refused,
+    /// naming it, when `create_topics` is off).
+    pub async fn publish(&self, topic: &str, records: Vec<Record>) -> Result<Vec<(u32, u64)>, BusError> {
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner()).contains(topic);
+        if !known {
+            self.ensure_topic(topic, true).await?;
+            self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(topic.to_string());
+        }
+        produce_all(&self.producer, topic, None, &records, false).await
+    }
+
+    /// Creates the topic if missing and allowed; refuses naming it otherwise.
+    /// `retained = false` (dead letters) asks for unlimited retention.
+    pub async fn ensure_topic(&self, topic: &str, retained: bool) -> Result<u32, BusError> {
+        let extra: &[(&str, &str)] = if retained { &[] } else { &[("retention.ms", "-1"), ("retention.bytes", "-1")] };
+        self.ensure_topic_with(topic, self.cfg.partitions, extra).await
+    }
+
+    pub(crate) async fn ensure_topic_with(
+        &self,
+        topic: &str,
+        partitions: u32,
+        config: &[(&str, &str)],
+    ) -> Result<u32, BusError> {
+        if let Some(n) = self.partitions_of(topic).await? {
+            return Ok(n);
+        }
+        if !self.cfg.create_topics {
+            return Err(BusError::MissingTopic(topic.to_string()));
+        }
+        let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.cfg.replication_factor as i32));
+        for (k, v) in config {
+            new = new.set(k, v);
+        }
+        let opts = AdminOptions::new().operation_timeout(Some(self.cfg.request_timeout));
+        let results = self.admin.create_topics([&new], &opts).await.map_err(kerr("create topic"))?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((topic, code)) => return Err(BusError::CreateTopic { topic, code }),
+            }
+        }
+        // Metadata propagates asynchronously after creation.
+        for _ in 0..50 {
+            if let Some(n) = self.partitions_of(topic).await? {
+                return Ok(n);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Err(BusError::Task(format!("topic `{topic}` was created but does not appear in metadata")))
+    }
+
+    /// Partition count of `topic`, or None when it does not exist.
+    pub(crate) async fn partitions_of(&self, topic: &str) -> Result<Option<u32>, BusError> {
+        let topics = self.topics().await?;
+        Ok(topics.into_iter().find(|(t, _)| t == topic).map(|(_, n)| n))
+    }
+
+    pub async fn topics(&self) -> Result<Vec<(String, u32)>, BusError> {
+        let producer = self.producer.clone();
+        let timeout = self.cfg.request_timeout;
+        // Asking for all topics never auto-creates one.
+        let md = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, timeout))
+            .await
+            .map_err(|e| BusError::Task(e.to_string()))?
+            .map_err(kerr("fetch metadata"))?;
+        let mut out: Vec<(String, u32)> = md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+            .map(|t| (t.name().to_string(), t.partitions().len() as u32))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The high watermark of each partition, as the broker reports it.
+    pub async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, BusError> {
+        let n = self.partitions_of(topic).await?.ok_or_else(|| BusError::NoSuchTopic(topic.to_string()))?;
+        let producer = self.producer.clone();
+        let (t, timeout) = (topic.to_string(), self.cfg.request_timeout);
+        tokio::task::spawn_blocking(move || {
+            (0..n as i32)
+                .map(|p| producer.client().fetch_watermarks(&t, p, timeout).map(|(_, hi)| hi.max(0) as u64))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| BusError::Task(e.to_string()))?
+        .map_err(kerr("fetch watermarks"))
+    }
+
+    pub async fn consumer(&self, group: &str, topics: &[String]) -> Result<KafkaConsumer, BusError> {
+        KafkaConsumer::join(self, group, topics).await
+    }
+
+    /// Reads what the topic holds, up to `max` records; see [`READ_QUIET`].
+    pub async fn read(&self, topic: &str, from: ReadFrom, max: usize) -> Result<Vec<Delivery>, BusError> {
+        let mut f = self.follow(topic, from).await?;
+        let mut out = f.next_batch(max, READ_FIRST_WAIT).await?;
+        while out.len() < max {
+            let batch = f.next_batch(max - out.len(), READ_QUIET).await?;
+            if batch.is_empty() {
+                break;
+            }
+            out.extend(batch);
+        }
+        Ok(out)
+    }
+
+    pub async fn follow(&self, topic: &str, from: ReadFrom) -> Result<KafkaFollower, BusError> {
+        let n = self.partitions_of(topic).await?.ok_or_else(|| BusError::NoSuchTopic(topic.to_string()))?;
+        let consumer: StreamConsumer = self
+            .cfg
+            .client_config()
+            // A reader commits nothing; the group id only satisfies librdkafka.
+            .set("group.id", format!("modelbus-reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set_if_absent("fetch.wait.max.ms", "50")
+            .create()
+            .map_err(kerr("create reader"))?;
+        let offset = match from {
+            ReadFrom::Beginning => Offset::Beginning,
+            ReadFrom::End => Offset::End,
+        };
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..n as i32 {
+            tpl.add_partition_offset(topic, p, offset).map_err(kerr("assign"))?;
+        }
+        consumer.assign(&tpl).map_err(kerr("assign"))?;
+        Ok(KafkaFollower { consumer })
+    }
+}
+
+impl KafkaBusConfig {
+    /// Brokers and the pass-through properties; callers add what they own.
+    fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+}
+
+trait SetIfAbsent {
+    fn set_if_absent(&mut self, key: &str, value: &str) -> &mut Self;
+}
+
+impl SetIfAbsent for ClientConfig {
+    /// Our defaults, which `bus.kafka.properties` may override.
+    fn set_if_absent(&mut self, key: &str, value: &str) -> &mut Self {
+        if self.get(key).is_none() {
+            self.set(key, value);
+        }
+        self
+    }
+}
+
+/// Queues every record, then waits for every acknowledgement, so a batch
+/// costs one round trip. `partition` pins them (the attempts log);
+/// `empty_is_null` sends an empty value as a null one (a compaction tombstone).
+pub(crate) async fn produce_all(
+    producer: &FutureProducer,
+    topic: &str,
+    partition: Option<i32>,
+    records: &[Record],
+    empty_is_null: bool,
+) -> Result<Vec<(u32, u64)>, BusError> {
+    let mut pending = Vec::with_capacity(records.len());
+    for r in records {
+        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+        }
+        let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if !(empty_is_null && r.value.is_empty()) {
+            fr = fr.payload(&r.value[..]);
+        }
+        if let Some(k) = &r.key {
+            fr = fr.key(&k[..]);
+        }
+        if let Some(p) = partition {
+            fr = fr.partition(p);
+        }
+        // `send` waits for room when librdkafka's queue is full: backpressure.
+        pending.push(producer.send(fr, rdkafka::util::Timeout::Never));
+    }
+    let mut out = Vec::with_capacity(pending.len());
+    for res in join_all(pending).await {
+        let d = res.map_err(|(source, _)| BusError::Kafka { op: "produce", source })?;
+        out.push((d.partition as u32, d.offset as u64));
+    }
+    Ok(out)
+}
+
+/// A Kafka message as a bus delivery. Headers become the record's headers
+/// unchanged (binary mode); a null header value reads as empty.
+pub(crate) fn delivery(m: &BorrowedMessage<'_>) -> Delivery {
+    let headers = m
+        .headers()
+        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+        .unwrap_or_default();
+    Delivery {
+        tp: TopicPartition { topic: m.topic().to_string(), partition: m.partition() as u32 },
+        offset: m.offset() as u64,
+        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+        record: Record { key: m.key().map(<[u8]>::to_vec), headers, value: m.payload().unwrap_or_default().to_vec() },
+        attempts: None,
+    }
+}
+
+/// A group-less reader of one topic, for `tail` and the dead-letter tools.
+pub struct KafkaFollower {
+    consumer: StreamConsumer,
+}
+
+impl KafkaFollower {
+    pub async fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BusError> {
+        recv_batch(&self.consumer, max, wait, |_| true).await.map(|(v, _)| v)
+    }
+}
+
+/// Up to `max` messages: waits at most `wait` for the first, then takes only
+/// what is already fetched. Stops early (returning the message it stopped
+/// at) when `accept` refuses one.
+pub(crate) async fn recv_batch<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+    max: usize,
+    wait: Duration,
+    mut accept: impl FnMut(&Delivery) -> bool,
+) -> Result<(Vec<Delivery>, Option<Delivery>), BusError> {
+    use futures::FutureExt;
+    let mut out = Vec::new();
+    if max == 0 {
+        return Ok((out, None));
+    }
+    let first = match tokio::time::timeout(wait, consumer.recv()).await {
+        Err(_) => return Ok((out, None)),
+        Ok(m) => m.map_err(kerr("consume"))?,
+    };
+    let d = delivery(&first);
+    if !accept(&d) {
+        return Ok((out, Some(d)));
+    }
+    out.push(d);
+    while out.len() < max {
+        match consumer.recv().now_or_never() {
+            Some(Ok(m)) => {
+                let d = delivery(&m);
+                if !accept(&d) {
+                    return Ok((out, Some(d)));
+                }
+                out.push(d);
+            }
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "consume error");
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok((out, None))
+}

@@ -1,0 +1,140 @@
+//! The second runtime: ONNX Runtime through the `ort` crate, for models
+//! beyond what [`super::onnx`] covers. Built only with the `ort` Cargo
+//! feature; the shared library is loaded at run time from `ORT_DYLIB_PATH`
+//! (the onnxruntime wheel pinned in `requirements-dev.txt` carries one), so
+//! the binary has no link-time dependency on it.
+
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use tract_onnx::prelude::Framework as _;
+use ort::session::{builder::GraphOptimizationLevel, Session, SessionInputValue};
+use ort::value::{Tensor, TensorElementType, ValueType};
+
+use super::{InputSpec, InputType, ModelError, Output, TensorInput};
+
+/// The variable that names `libonnxruntime.so`.
+pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
+
+pub struct OrtModel {
+    // `Session::run` takes `&mut self`; batches of one model run one at a time.
+    session: Mutex<Session>,
+    pub inputs: Vec<InputSpec>,
+    pub outputs: Vec<String>,
+    pub has_tree_ensemble: bool,
+}
+
+/// One environment per process, created on first use; a failure to load the
+/// library is remembered so every model names the same cause.
+fn environment() -> Result<&'static Environment, String> {
+    static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let path = std::env::var_os(DYLIB_ENV).ok_or_else(|| {
+            format!(
+                "runtime `ort` loads libonnxruntime.so at run time: set {DYLIB_ENV} to its path \
+                 (the onnxruntime wheel has it in onnxruntime/capi/)"
+            )
+        })?;
+        let shown = std::path::Path::new(&path).display().to_string();
+        ort::init_from(&path)
+            .map_err(|e| format!("cannot load ONNX Runtime from {shown} ({DYLIB_ENV}): {e}"))?
+            .with_name("modelbus")
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime from {shown}: {e}"))
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+impl OrtModel {
+    pub fn load(bytes: &[u8]) -> Result<OrtModel, String> {
+        let env = environment()?;
+        let session = Session::builder(env)
+            .map_err(|e| e.to_string())?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .map_err(|e| e.to_string())?
+            // Inference already runs on its own blocking thread per batch;
+            // one intra-op thread keeps it from fighting the worker for cores.
+            .with_intra_threads(1)
+            .map_err(|e| e.to_string())?
+            .commit_from_memory(bytes)
+            .map_err(|e| format!("not a valid ONNX file for ONNX Runtime: {e}"))?;
+        let mut inputs = Vec::new();
+        for outlet in session.inputs() {
+            let name = outlet.name().to_string();
+            let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
+                return Err(format!("input `{name}` is not a tensor"));
+            };
+            let ty = match ty {
+                TensorElementType::Float32 => InputType::F32,
+                TensorElementType::Float64 => InputType::F64,
+                TensorElementType::Int64 => InputType::I64,
+                TensorElementType::Int32 => InputType::I32,
+                other => return Err(format!("input `{name}` has unsupported type {other:?}")),
+            };
+            if shape.len() != 2 || shape[1] < 1 {
+                return Err(format!("input `{name}` must be 2-D [batch, features] with a fixed width"));
+            }
+            inputs.push(InputSpec { name, width: shape[1] as usize, ty });
+        }
+        let outputs = session.outputs().iter().map(|o| o.name().to_string()).collect();
+        // Missing values are legal for tree ensembles; ONNX Runtime does not
+        // say which ops a graph holds, so look at the proto ourselves.
+        let has_tree_ensemble = super::ml_ops::onnx()
+            .proto_model_for_read(&mut &bytes[..])
+            .ok()
+            .and_then(|p| p.graph)
+            .is_some_and(|g| g.node.iter().any(|n| n.op_type.starts_with("TreeEnsemble")));
+        Ok(OrtModel { session: Mutex::new(session), inputs, outputs, has_tree_ensemble })
+    }
+
+    pub fn run(&self, inputs: Vec<TensorInput>) -> Result<Vec<Output>, ModelError> {
+        let bad = |e: ort::Error| ModelError::BadInput(e.to_string());
+        let mut values: Vec<(String, SessionInputValue<'static>)> = Vec::with_capacity(inputs.len());
+        for (input, spec) in inputs.into_iter().zip(&self.inputs) {
+            let shape = [input.rows, input.cols];
+            let value: SessionInputValue = match spec.ty {
+                InputType::F32 => Tensor::from_array((shape, input.data)).map_err(bad)?.into(),
+                InputType::F64 => {
+                    let v: Vec<f64> = input.data.iter().map(|x| *x as f64).collect();
+                    Tensor::from_array((shape, v)).map_err(bad)?.into()
+                }
+                InputType::I64 | InputType::I32 => {
+                    if input.data.iter().any(|x| !x.is_finite()) {
+                        return Err(ModelError::BadInput(format!(
+                            "input `{}` is integer-typed and cannot take a missing value",
+                            spec.name
+                        )));
+                    }
+                    if spec.ty == InputType::I64 {
+                        let v: Vec<i64> = input.data.iter().map(|x| *x as i64).collect();
+                        Tensor::from_array((shape, v)).map_err(bad)?.into()
+                    } else {
+                        let v: Vec<i32> = input.data.iter().map(|x| *x as i32).collect();
+                        Tensor::from_array((shape, v)).map_err(bad)?.into()
+                    }
+                }
+            };
+            values.push((spec.name.clone(), value));
+        }
+        let mut session = self.session.lock().map_err(|_| ModelError::Inference("session lock poisoned".into()))?;
+        let results = session.run(values).map_err(|e| ModelError::Inference(e.to_string()))?;
+        let mut out = Vec::with_capacity(self.outputs.len());
+        for name in &self.outputs {
+            let Some(v) = results.get(name) else { continue };
+            // Labels may be strings, and ZipMap outputs are maps: only numeric
+            // tensors are mapped into results, as with tract.
+            let (shape, data): (Vec<usize>, Vec<f32>) = if let Ok((s, d)) = v.try_extract_tensor::<f32>() {
+                (s.iter().map(|x| *x as usize).collect(), d.to_vec())
+            } else if let Ok((s, d)) = v.try_extract_tensor::<f64>() {
+                (s.iter().map(|x| *x as usize).collect(), d.iter().map(|x| *x as f32).collect())
+            } else if let Ok((s, d)) = v.try_extract_tensor::<i64>() {
+                (s.iter().map(|x| *x as usize).collect(), d.iter().map(|x| *x as f32).collect())
+            } else {
+                continue;
+            };
+            out.push(Output { name: name.clone(), shape, data });
+        }
+        Ok(out)
+    }
+}

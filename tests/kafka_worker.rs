@@ -1,0 +1,313 @@
+//! The claims worker on a real Kafka-protocol broker: interop with a
+//! third-party client in both content modes, graceful shutdown, replay from
+//! the Kafka dead-letter topic, retries that survive a rebalance, topics
+//! refused when they may not be created, and the HTTP endpoint.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::kafka::{self, header};
+use modelbus::bus::Bus;
+use modelbus::event::{Event, TraceParent};
+use modelbus::example::Generator;
+
+fn python() -> std::path::PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(p.exists(), "{} is missing: `.ci/run` creates the venv", p.display());
+    p
+}
+
+/// Runs `tests/interop/ce_client.py` and returns its stdout JSON lines.
+fn ce_client(args: &[&str]) -> Vec<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop/ce_client.py");
+    let out = Command::new(python()).arg(script).args(args).stderr(Stdio::inherit()).output().unwrap();
+    assert!(out.status.success(), "ce_client {args:?} failed:\n{}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+async fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn trace_id(traceparent: &str) -> String {
+    traceparent.parse::<TraceParent>().unwrap_or_else(|e| panic!("bad traceparent {traceparent}: {e}")).trace_id_hex()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_third_party_client_is_scored_in_binary_and_structured_mode() {
+    let n = kafka::names("interop");
+    let c = kafka::claims(&n, "");
+    let log = c.dir.path().join("w.log");
+    let mut w = common::spawn_worker(&c.config_path, &log);
+    assert!(wait_for_log(&log, "worker started", Duration::from_secs(60)).await, "worker did not start");
+    let brokers = kafka::brokers();
+    let mut sent = ce_client(&["produce", "--brokers", &brokers, "--topic", &n.input, "--mode", "binary", "--count", "20"]);
+    sent.extend(ce_client(&["produce", "--brokers", &brokers, "--topic", &n.input, "--mode", "structured", "--count", "10", "--seed", "7"]));
+    let by_id: HashMap<String, &serde_json::Value> = sent.iter().map(|e| (e["id"].as_str().unwrap().to_string(), e)).collect();
+    assert_eq!(by_id.len(), 30);
+
+    let results = ce_client(&["consume", "--brokers", &brokers, "--topic", &n.results, "--count", "30", "--timeout", "120"]);
+    common::signal(&w, libc::SIGTERM);
+    assert!(w.wait().unwrap().success());
+    let mut causes = HashSet::new();
+    for r in &results {
+        let h = &r["headers"];
+        let cause = h["ce_causationid"].as_str().unwrap_or_else(|| panic!("no ce_causationid: {r}"));
+        let input = by_id.get(cause).unwrap_or_else(|| panic!("result for an unknown event {cause}"));
+        causes.insert(cause.to_string());
+        assert!(h["ce_id"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+        assert_eq!(h["ce_type"], "RiskScored", "{r}");
+        assert_eq!(h["ce_specversion"], "1.0", "{r}");
+        assert!(chrono::DateTime::parse_from_rfc3339(h["ce_time"].as_str().unwrap()).is_ok(), "{r}");
+        assert_eq!(h["ce_modelversion"], "risk-gb-1", "{r}");
+        let tp = h["ce_traceparent"].as_str().unwrap();
+        assert_eq!(trace_id(tp), trace_id(input["traceparent"].as_str().unwrap()), "same trace id: {r}");
+        assert_ne!(tp, input["traceparent"].as_str().unwrap(), "a new span id");
+        assert_eq!(h["content-type"], "application/json", "{r}");
+        let value: serde_json::Value = serde_json::from_str(r["value"].as_str().unwrap()).unwrap();
+        let score = value["risk_score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score), "{value}");
+    }
+    assert_eq!(causes.len(), 30, "every event, binary and structured, was scored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_a_restart_does_not_reprocess() {
+    let n = kafka::names("drain");
+    let c = kafka::claims(&n, "");
+    let bus = Bus::open(&c.config).unwrap();
+    bus.ensure_topic(&n.input, true).await.unwrap();
+    let log = c.dir.path().join("w1.log");
+    let mut w = common::spawn_worker(&c.config_path, &log);
+    assert!(wait_for_log(&log, "rebalance", Duration::from_secs(60)).await, "worker did not join");
+
+    let mut g = Generator::new(31, 0.0);
+    let mut ids = Vec::new();
+    let mut stopped = false;
+    for round in 0..30 {
+        let batch: Vec<_> = (0..100)
+            .map(|_| {
+                let e = g.claim(chrono::Utc::now());
+                ids.push(e.id.clone());
+                e.to_record()
+            })
+            .collect();
+        bus.publish(&n.input, batch).await.unwrap();
+        if round == 12 {
+            // Under load: events are arriving and in flight when SIGTERM lands.
+            common::signal(&w, libc::SIGTERM);
+            stopped = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stopped);
+    assert!(w.wait().unwrap().success(), "the worker exits cleanly after SIGTERM");
+    let l1 = std::fs::read_to_string(&log).unwrap();
+    assert!(l1.contains("worker drained and stopped"), "{l1}");
+
+    let mut w2 = common::spawn_worker(&c.config_path, &c.dir.path().join("w2.log"));
+    let want: HashSet<String> = ids.iter().cloned().collect();
+    let cause = |d: &modelbus::bus::Delivery| header(d, "ce_causationid");
+    let results = kafka::read_covering(&bus, &n.results, &want, cause, Duration::from_secs(120)).await;
+    // Anything late would show up now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    common::signal(&w2, libc::SIGTERM);
+    assert!(w2.wait().unwrap().success());
+    let results = kafka::read_n(&bus, &n.results, results.len() + 1, Duration::from_secs(5)).await;
+    let covered: HashSet<String> = results.iter().filter_map(cause).collect();
+    assert_eq!(covered, want, "every event has a result");
+    assert_eq!(
+        results.len(),
+        ids.len(),
+        "a drained worker committed everything it emitted: the restart repeated nothing"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_is_dead_lettered_once_after_max_attempts_across_a_rebalance() {
+    let n = kafka::names("poison");
+    let retry = "[workers.retry]\ninitial_delay = \"2s\"\nmultiplier = 1.0\nmax_delay = \"2s\"\nmax_attempts = 4\nmax_horizon = \"2m\"";
+    let c = kafka::claims(&n, "");
+    let text = std::fs::read_to_string(&c.config_path).unwrap();
+    let start = text.find("[workers.retry]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    std::fs::write(&c.config_path, format!("{}{}{}", &text[..start], retry, &text[end..])).unwrap();
+    let bus = Bus::open(&c.config).unwrap();
+    bus.ensure_topic(&n.input, true).await.unwrap();
+
+    let spawn = |name: &str| {
+        let log = c.dir.path().join(name);
+        let child = common::modelbus()
+            .args(["run", "--config"])
+            .arg(&c.config_path)
+            .env("RUST_LOG", "info,modelbus::worker=debug")
+            // The feature store is down for good: every attempt fails transiently.
+            .env("MODELBUS_FAULTS", "features.lookup=transient")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        (child, log)
+    };
+    let (a, log_a) = spawn("a.log");
+    assert!(wait_for_log(&log_a, "rebalance", Duration::from_secs(60)).await);
+    let e = Generator::new(5, 0.0).claim(chrono::Utc::now());
+    bus.publish(&n.input, vec![e.to_record()]).await.unwrap();
+
+    // Two attempts on A, and their state committed, then A dies mid-retry.
+    assert!(wait_for_log(&log_a, "attempts=2", Duration::from_secs(60)).await, "A retried twice");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    common::signal(&a, libc::SIGKILL);
+    let (mut b, log_b) = spawn("b.log");
+
+    let dls = kafka::read_n(&bus, &n.dlq, 1, Duration::from_secs(120)).await;
+    assert_eq!(dls.len(), 1, "dead-lettered after the rebalance");
+    // Nothing more arrives: exactly once.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let dls = kafka::read_n(&bus, &n.dlq, 2, Duration::from_secs(3)).await;
+    common::signal(&b, libc::SIGTERM);
+    assert!(b.wait().unwrap().success());
+    assert_eq!(dls.len(), 1, "exactly one dead letter");
+    let dl = &dls[0];
+    assert_eq!(header(dl, "dlattempts").as_deref(), Some("4"), "the count survived the rebalance");
+    assert_eq!(header(dl, "ce_id").as_deref(), Some(e.id.as_str()), "the original id is unchanged");
+    assert_eq!(header(dl, "dlstage").as_deref(), Some("features"));
+    let lb = std::fs::read_to_string(&log_b).unwrap();
+    let la = std::fs::read_to_string(&log_a).unwrap();
+    assert!(!lb.contains("attempts=1 "), "B resumed the count instead of restarting it:\n{lb}");
+    assert!(lb.contains("attempts=3"), "B made the third attempt:\n{lb}");
+    assert!(!la.contains("attempts=3"), "A died before its third attempt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_the_kafka_dead_letter_topic_yields_exactly_one_result() {
+    let n = kafka::names("replay");
+    let c = kafka::claims(&n, "");
+    let bus = Bus::open(&c.config).unwrap();
+    bus.ensure_topic(&n.input, true).await.unwrap();
+    let mut e = Generator::new(9, 0.0).claim(chrono::Utc::now());
+    e.data["customer_id"] = serde_json::json!("C77777");
+    e.subject = Some("C77777".into());
+    let mut w = common::spawn_worker(&c.config_path, &c.dir.path().join("w.log"));
+    bus.publish(&n.input, vec![e.to_record()]).await.unwrap();
+    let dls = kafka::read_n(&bus, &n.dlq, 1, Duration::from_secs(90)).await;
+    assert_eq!(dls.len(), 1, "the unknown customer is dead-lettered on Kafka");
+    assert_eq!(header(&dls[0], "dlcode").as_deref(), Some("unknown_entity"));
+
+    let list = run_cli(&["dlq", "list"], &c.config_path);
+    assert!(list.contains(&e.id), "dlq list reads Kafka: {list}");
+
+    // Fix the cause, then replay.
+    common::signal(&w, libc::SIGTERM);
+    w.wait().unwrap();
+    let csv = c.dir.path().join("features/customers.csv");
+    let mut text = std::fs::read_to_string(&csv).unwrap();
+    text.push_str("C77777,12,0,40,900.0,1,0,700,0.1\n");
+    std::fs::write(&csv, text).unwrap();
+    run_cli(&["features", "load", "customers", csv.to_str().unwrap()], &c.config_path);
+    let mut w = common::spawn_worker(&c.config_path, &c.dir.path().join("w2.log"));
+    let out = run_cli(&["dlq", "replay"], &c.config_path);
+    assert!(out.contains("1 replayed"), "{out}");
+    let results = kafka::read_n(&bus, &n.results, 1, Duration::from_secs(90)).await;
+    assert_eq!(results.len(), 1);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let again = run_cli(&["dlq", "replay"], &c.config_path);
+    assert!(again.contains("0 replayed"), "nothing is replayed twice: {again}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    common::signal(&w, libc::SIGTERM);
+    w.wait().unwrap();
+    let results = kafka::read_n(&bus, &n.results, 2, Duration::from_secs(3)).await;
+    assert_eq!(results.len(), 1, "exactly one result");
+    let r = Event::from_record(&results[0].record).unwrap();
+    assert_eq!(r.extensions["causationid"], e.id);
+    assert_eq!(r.traceparent.trace_id, e.traceparent.trace_id, "the trace links failure and replay");
+}
+
+fn run_cli(args: &[&str], config: &Path) -> String {
+    let out = Command::new(common::bin()).args(args).arg("--config").arg(config).output().unwrap();
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_topic_is_refused_by_name_when_creation_is_off() {
+    let n = kafka::names("nocreate");
+    let c = kafka::claims(&n, "");
+    let text = std::fs::read_to_string(&c.config_path).unwrap();
+    std::fs::write(&c.config_path, text.replace("partitions = 4\nsession_timeout", "partitions = 4\ncreate_topics = false\nsession_timeout")).unwrap();
+    let out = Command::new(common::bin()).args(["run", "--config"]).arg(&c.config_path).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&n.dlq) || err.contains(&n.input), "names the missing topic: {err}");
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, buf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_endpoint_serves_health_readiness_and_metrics_with_lag() {
+    let n = kafka::names("metrics");
+    let c = kafka::claims(&n, "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let text = std::fs::read_to_string(&c.config_path).unwrap();
+    std::fs::write(&c.config_path, format!("[http]\nlisten = \"{addr}\"\n\n{text}")).unwrap();
+    let bus = Bus::open(&c.config).unwrap();
+    bus.ensure_topic(&n.input, true).await.unwrap();
+    let log = c.dir.path().join("w.log");
+    let mut w = common::spawn_worker(&c.config_path, &log);
+    assert!(wait_for_log(&log, "serving /metrics", Duration::from_secs(60)).await);
+    let (status, _) = http_get(&addr, "/healthz").await;
+    assert_eq!(status, 200);
+    let mut ready = false;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if http_get(&addr, "/readyz").await.0 == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ready, "ready once the group is joined");
+    let mut g = Generator::new(3, 0.0);
+    let mut bad = g.claim(chrono::Utc::now()).to_record();
+    bad.value = b"{not json".to_vec();
+    let mut batch: Vec<_> = (0..50).map(|_| g.claim(chrono::Utc::now()).to_record()).collect();
+    batch.push(bad);
+    bus.publish(&n.input, batch).await.unwrap();
+    let results = kafka::read_n(&bus, &n.results, 50, Duration::from_secs(60)).await;
+    assert_eq!(results.len(), 50);
+    // Lag is refreshed every 2 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, body) = http_get(&addr, "/metrics").await;
+    common::signal(&w, libc::SIGTERM);
+    w.wait().unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("modelbus_results_emitted_total{worker=\"claims-risk\"} 50"), "{body}");
+    assert!(body.contains("modelbus_dead_letters_total{worker=\"claims-risk\",stage=\"decode\",reason=\"malformed_json\"} 1"), "{body}");
+    assert!(body.contains(&format!("modelbus_consumer_lag{{worker=\"claims-risk\",topic=\"{}\",partition=", n.input)), "{body}");
+    assert!(body.contains("modelbus_in_flight_events{worker=\"claims-risk\"}"), "{body}");
+}
