@@ -113,7 +113,7 @@ async fn three_workers_with_kills_and_restarts_keep_the_ledger() {
     let mut dl_ids: HashMap<String, HashSet<String>> = HashMap::new();
     for d in &dls {
         let id = header(d, "ce_id").unwrap_or_default();
-        dl_ids.entry(id).or_default().insert(header(d, "dlid").expect("dead letters carry dlid"));
+        dl_ids.entry(id).or_default().insert(header(d, "ce_dlid").expect("dead letters carry dlid"));
     }
     let mut missing = 0;
     for (id, kind) in &sent {

@@ -184,9 +184,9 @@ async fn a_poison_event_is_dead_lettered_once_after_max_attempts_across_a_rebala
     assert!(b.wait().unwrap().success());
     assert_eq!(dls.len(), 1, "exactly one dead letter");
     let dl = &dls[0];
-    assert_eq!(header(dl, "dlattempts").as_deref(), Some("4"), "the count survived the rebalance");
+    assert_eq!(header(dl, "ce_dlattempts").as_deref(), Some("4"), "the count survived the rebalance");
     assert_eq!(header(dl, "ce_id").as_deref(), Some(e.id.as_str()), "the original id is unchanged");
-    assert_eq!(header(dl, "dlstage").as_deref(), Some("features"));
+    assert_eq!(header(dl, "ce_dlstage").as_deref(), Some("features"));
     let lb = std::fs::read_to_string(&log_b).unwrap();
     let la = std::fs::read_to_string(&log_a).unwrap();
     assert!(!lb.contains("attempts=1 "), "B resumed the count instead of restarting it:\n{lb}");
@@ -207,10 +207,13 @@ async fn replay_from_the_kafka_dead_letter_topic_yields_exactly_one_result() {
     bus.publish(&n.input, vec![e.to_record()]).await.unwrap();
     let dls = kafka::read_n(&bus, &n.dlq, 1, Duration::from_secs(90)).await;
     assert_eq!(dls.len(), 1, "the unknown customer is dead-lettered on Kafka");
-    assert_eq!(header(&dls[0], "dlcode").as_deref(), Some("unknown_entity"));
+    assert_eq!(header(&dls[0], "ce_dlcode").as_deref(), Some("unknown_entity"));
 
     let list = run_cli(&["dlq", "list"], &c.config_path);
-    assert!(list.contains(&e.id), "dlq list reads Kafka: {list}");
+    let dlid = header(&dls[0], "ce_dlid").unwrap();
+    assert!(list.contains(&dlid) && list.contains("unknown_entity"), "dlq list reads Kafka: {list}");
+    let show = run_cli(&["dlq", "show", &dlid], &c.config_path);
+    assert!(show.contains(&e.id), "dlq show reads Kafka: {show}");
 
     // Fix the cause, then replay.
     common::signal(&w, libc::SIGTERM);
@@ -274,12 +277,16 @@ async fn the_http_endpoint_serves_health_readiness_and_metrics_with_lag() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
     let text = std::fs::read_to_string(&c.config_path).unwrap();
-    std::fs::write(&c.config_path, format!("[http]\nlisten = \"{addr}\"\n\n{text}")).unwrap();
+    std::fs::write(&c.config_path, format!("{text}\n[http]\nlisten = \"{addr}\"\n")).unwrap();
     let bus = Bus::open(&c.config).unwrap();
     bus.ensure_topic(&n.input, true).await.unwrap();
     let log = c.dir.path().join("w.log");
     let mut w = common::spawn_worker(&c.config_path, &log);
-    assert!(wait_for_log(&log, "serving /metrics", Duration::from_secs(60)).await);
+    assert!(
+        wait_for_log(&log, "serving /metrics", Duration::from_secs(60)).await,
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     let (status, _) = http_get(&addr, "/healthz").await;
     assert_eq!(status, 200);
     let mut ready = false;
