@@ -74,6 +74,8 @@ fi
 # One build profile for tests, demo and bench (release), so CI compiles once.
 log "the claims demo, as the README runs it"
 cargo run --release -q --features ort -- demo --events 2000
+log "the claims demo on Kafka"
+cargo run --release -q --features ort -- demo --events 2000 --kafka "$MODELBUS_TEST_KAFKA"
 
 log "cargo test --release --features ort"
 # --lib --bins --tests: every test target but doctests (there are none), so

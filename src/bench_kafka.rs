@@ -26,19 +26,9 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new().prefix("modelbus-bench-kafka-").tempdir()?;
     let dir = tmp.path();
     let config_path = example::write_to(dir)?;
+    let names = example::use_kafka(&config_path, brokers)?;
+    let (input, results) = (names.input, names.results);
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let (input, results, group) = (format!("bench-claims-{tag}"), format!("bench-scored-{tag}"), format!("bench-risk-{tag}"));
-    let text = std::fs::read_to_string(&config_path)?
-        .replace(
-            "[bus]\nkind = \"embedded\"\n\n[bus.embedded]",
-            &format!(
-                "[bus]\nkind = \"kafka\"\n\n[bus.kafka]\nbrokers = \"{brokers}\"\npartitions = 4\n\
-                 session_timeout = \"6s\"\n\n[bus.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n[bus.embedded]"
-            ),
-        )
-        .replace("topic = \"claims\"", &format!("topic = \"{input}\"\ngroup = \"{group}\""))
-        .replace("topic = \"risk-scored\"", &format!("topic = \"{results}\""));
-    std::fs::write(&config_path, text)?;
     let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::features::embedded::load_csv(&config.data_dir, example::STORE, &dir.join("features/customers.csv"))?;
     pin_to_core(1);

@@ -31,6 +31,10 @@ pub struct DemoArgs {
     /// Directory to run in (default: a new temporary directory, kept afterwards).
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Run on this Kafka cluster (`host:port`) instead of the embedded bus,
+    /// with topic names unique to this run.
+    #[arg(long, value_name = "BROKERS")]
+    pub kafka: Option<String>,
 }
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
@@ -39,7 +43,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => tempfile::Builder::new().prefix("modelbus-demo-").tempdir()?.keep(),
     };
     let config_path = example::write_to(&dir).context("writing the claims example")?;
-    println!("modelbus demo — claims example in {}", dir.display());
+    let (input, results_topic) = match &args.kafka {
+        Some(brokers) => {
+            let names = example::use_kafka(&config_path, brokers)?;
+            println!("modelbus demo — claims example on Kafka at {brokers}, config in {}", dir.display());
+            (names.input, names.results)
+        }
+        None => {
+            println!("modelbus demo — claims example in {}", dir.display());
+            (example::INPUT_TOPIC.to_string(), example::RESULT_TOPIC.to_string())
+        }
+    };
     let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     let n = crate::features::embedded::load_csv(&config.data_dir, example::STORE, &dir.join("features/customers.csv"))?;
     println!("  loaded {n} customers into feature store `{}`", example::STORE);
@@ -58,6 +72,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let stats = workers[0].stats.clone();
     let token = CancellationToken::new();
     let running = tokio::spawn(App::run(workers, token.clone()));
+    // A Kafka group takes a few seconds to form; latency counts from after it.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !stats.joined.load(Ordering::Relaxed) && Instant::now() < deadline && !running.is_finished() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let bar = ProgressBar::new(args.events as u64);
     bar.set_style(
@@ -83,7 +102,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             }
             batch.push(rec);
         }
-        app.bus.publish(example::INPUT_TOPIC, batch).await?;
+        app.bus.publish(&input, batch).await?;
         sent += k;
         bar.set_position(handled(&stats));
     }
@@ -104,8 +123,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let h = stats.latency_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
     println!();
     println!("  published      {} events in {:.2} s ({} deliberately bad)", args.events, publish_secs, bad.values().sum::<usize>());
-    println!("  results        {results} RiskScored events on topic `{}`", example::RESULT_TOPIC);
-    println!("  dead letters   {dead} on topic `{}.dlq`", example::INPUT_TOPIC);
+    println!("  results        {results} RiskScored events on topic `{results_topic}`");
+    println!("  dead letters   {dead} on topic `{input}.dlq`");
     for ((stage, code), count) in stats.dead_letters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
         println!("                 {count:>5}  {stage:<9} {code}");
     }
@@ -122,7 +141,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cfg = config_path.display();
     println!();
     println!("  look further:");
-    println!("    modelbus tail {} --config {cfg} --from-beginning --count 5", example::RESULT_TOPIC);
+    println!("    modelbus tail {results_topic} --config {cfg} --from-beginning --count 5");
     println!("    modelbus dlq list --config {cfg}");
     println!("    modelbus dlq show <dlid> --config {cfg}");
     println!("    modelbus run --config {cfg}     # then publish more with `modelbus publish --config {cfg}`");

@@ -52,6 +52,39 @@ pub enum Kind {
     UnknownCustomer,
 }
 
+/// Topic and group names of the example once pointed at Kafka: unique per
+/// run, because a cluster outlives any one demo or benchmark.
+pub struct KafkaNames {
+    pub input: String,
+    pub results: String,
+    pub group: String,
+}
+
+/// Rewrites the example's config at `config_path` to use the Kafka cluster
+/// at `brokers` (the feature store stays embedded).
+pub fn use_kafka(config_path: &Path, brokers: &str) -> std::io::Result<KafkaNames> {
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let names = KafkaNames {
+        input: format!("{INPUT_TOPIC}-{tag}"),
+        results: format!("{RESULT_TOPIC}-{tag}"),
+        group: format!("claims-risk-{tag}"),
+    };
+    let text = std::fs::read_to_string(config_path)?
+        .replace(
+            "[bus]\nkind = \"embedded\"\n\n[bus.embedded]",
+            &format!(
+                "[bus]\nkind = \"kafka\"\n\n[bus.kafka]\nbrokers = \"{brokers}\"\npartitions = 4\n\
+                 session_timeout = \"6s\"\n\n[bus.kafka.properties]\n\
+                 # Latency over fetch efficiency: return fetches after at most 10 ms.\n\
+                 \"fetch.wait.max.ms\" = \"10\"\n\n[bus.embedded]"
+            ),
+        )
+        .replace(&format!("topic = \"{INPUT_TOPIC}\""), &format!("topic = \"{}\"\ngroup = \"{}\"", names.input, names.group))
+        .replace(&format!("topic = \"{RESULT_TOPIC}\""), &format!("topic = \"{}\"", names.results));
+    std::fs::write(config_path, text)?;
+    Ok(names)
+}
+
 pub struct Generator {
     rng: StdRng,
     seed: u64,

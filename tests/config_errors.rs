@@ -128,3 +128,32 @@ fn the_example_config_is_valid() {
     let out = Command::new(common::bin()).args(["validate", "--deep", "--config"]).arg(&c.config_path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn kafka_settings_are_checked_by_path_and_secrets_pass_through() {
+    std::env::set_var("MODELBUS_TEST_SASL_PASSWORD", "s3cret");
+    let text = r#"
+[bus]
+kind = "kafka"
+[bus.kafka]
+brokers = ""
+partitions = 0
+session_timeout = "soon"
+[bus.kafka.properties]
+"enable.auto.commit" = "true"
+"sasl.password" = "${MODELBUS_TEST_SASL_PASSWORD}"
+"#;
+    let errs = modelbus::config::load_str(text, std::path::Path::new("/")).unwrap_err();
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    for want in ["bus.kafka.brokers", "bus.kafka.partitions", "bus.kafka.session_timeout", "bus.kafka.properties.\"enable.auto.commit\""] {
+        assert!(paths.contains(&want), "{want} not reported: {paths:?}");
+    }
+    let ok = text
+        .replace("brokers = \"\"", "brokers = \"k1:9092\"")
+        .replace("partitions = 0", "partitions = 3")
+        .replace("session_timeout = \"soon\"", "session_timeout = \"6s\"")
+        .replace("\"enable.auto.commit\" = \"true\"\n", "");
+    let c = modelbus::config::load_str(&ok, std::path::Path::new("/")).unwrap();
+    assert_eq!(c.bus.kafka.properties["sasl.password"], "s3cret");
+    assert_eq!(c.bus.kafka.session_timeout, std::time::Duration::from_secs(6));
+}

@@ -318,3 +318,27 @@ async fn the_http_endpoint_serves_health_readiness_and_metrics_with_lag() {
     assert!(body.contains(&format!("modelbus_consumer_lag{{worker=\"claims-risk\",topic=\"{}\",partition=", n.input)), "{body}");
     assert!(body.contains("modelbus_in_flight_events{worker=\"claims-risk\"}"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_tail_work_against_kafka() {
+    let n = kafka::names("cli");
+    let c = kafka::claims(&n, "");
+    let event = r#"{"type":"ClaimCreated","source":"/cli-test","subject":"C00042","data":{"claim_id":"CL-1","customer_id":"C00042","amount":120.5,"claim_type_code":1,"days_since_policy_start":300,"incident_hour":9}}"#;
+    let file = c.dir.path().join("one.json");
+    std::fs::write(&file, event).unwrap();
+    run_cli(&["publish", "--file", file.to_str().unwrap()], &c.config_path);
+    // An invalid event is refused before it reaches Kafka.
+    let bad = c.dir.path().join("bad.json");
+    std::fs::write(&bad, event.replace("120.5", "-3")).unwrap();
+    let refused = Command::new(common::bin()).args(["publish", "--file", bad.to_str().unwrap(), "--config"]).arg(&c.config_path).output().unwrap();
+    assert!(!refused.status.success(), "an invalid event is refused");
+    let out = run_cli(&["tail", &n.input, "--from-beginning", "--count", "1", "--idle-timeout", "20s"], &c.config_path);
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or_else(|| panic!("tail printed nothing"))).unwrap();
+    assert_eq!(line["source"], "/cli-test", "{line}");
+    assert_eq!(line["data"]["customer_id"], "C00042", "{line}");
+    assert!(line["traceparent"].as_str().is_some_and(|t| t.starts_with("00-")), "generated at publish: {line}");
+    let got = kafka::read_n(&Bus::open(&c.config).unwrap(), &n.input, 2, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1, "only the valid event was published");
+    assert_eq!(header(&got[0], "ce_type").as_deref(), Some("ClaimCreated"), "binary mode: attributes are ce_ headers");
+    assert_eq!(got[0].record.key.as_deref(), Some(&b"C00042"[..]), "the key is the partition key (the subject)");
+}
