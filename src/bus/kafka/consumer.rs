@@ -23,6 +23,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::attempts::AttemptLog;
 use super::{kerr, produce_all, recv_batch, KafkaBus, SetIfAbsent};
 use crate::bus::{BusError, Commit, CommitOutcome, Delivery, Polled, Rebalance, TopicPartition};
+use crate::error::{Classify, ErrorClass};
 
 #[derive(Default)]
 struct GroupState {
@@ -213,9 +214,19 @@ impl KafkaConsumer {
         let mut out: Vec<Delivery> = self.stash.take().into_iter().collect();
         let wait = if out.is_empty() { wait } else { Duration::ZERO };
         let ctx = self.consumer.context().clone();
-        let (batch, held) =
+        let got =
             recv_batch(&self.consumer, max.saturating_sub(out.len()), wait, |_| ctx.epoch.load(Ordering::SeqCst) == epoch)
-                .await?;
+                .await;
+        let (batch, held) = match got {
+            Ok(v) => v,
+            // librdkafka reconnects and refetches by itself (brokers restarting,
+            // leaders moving); the worker keeps its in-flight work meanwhile.
+            Err(e) if e.class() == ErrorClass::Transient => {
+                tracing::warn!(member = %self.member, error = %e, "consume error; retrying");
+                (Vec::new(), None)
+            }
+            Err(e) => return Err(e),
+        };
         out.extend(batch);
         self.stash = held;
         for d in &mut out {
