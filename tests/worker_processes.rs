@@ -20,6 +20,13 @@ fn fast_group(text: String) -> String {
     .replace("max_in_flight = 4096", "max_in_flight = 4096\ncommit_interval = \"300ms\"")
 }
 
+/// Commits rarely, so that at any moment the kill lands, the victim holds
+/// emitted-but-uncommitted results (redeliveries are then certain, barring a
+/// kill within one batch after a commit: about 20 ms in 5 s).
+fn slow_commits(text: String) -> String {
+    fast_group(text).replace("commit_interval = \"300ms\"", "commit_interval = \"5s\"")
+}
+
 /// (input ids, result records: (result id, cause id, publish order)).
 async fn results(bus: &Bus) -> Vec<(String, String)> {
     common::read_all(bus, "risk-scored")
@@ -82,7 +89,7 @@ fn check_ledger(inputs: &[String], results: &[(String, String)]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_split_work_and_survive_a_kill() {
-    let c = common::claims(fast_group);
+    let c = common::claims(slow_commits);
     let bus = Bus::open(&c.config).unwrap();
     let (log_a, log_b) = (c.dir.path().join("a.log"), c.dir.path().join("b.log"));
     let mut a = common::spawn_worker(&c.config_path, &log_a);
