@@ -213,7 +213,11 @@ impl Event {
     pub fn to_record(&self) -> Record {
         let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(10 + self.extensions.len());
         let mut h = |name: &str, value: &str| {
-            headers.push((format!("{CE_PREFIX}{name}"), value.as_bytes().to_vec()));
+            // Runs ~15 times per result: plain concatenation, not `format!`.
+            let mut k = String::with_capacity(CE_PREFIX.len() + name.len());
+            k.push_str(CE_PREFIX);
+            k.push_str(name);
+            headers.push((k, value.as_bytes().to_vec()));
         };
         h("specversion", "1.0");
         h("id", &self.id);
@@ -253,25 +257,63 @@ impl Event {
             };
             return Self::from_structured(map);
         }
-        let mut map = Map::new();
+        Self::from_binary(rec, ct)
+    }
+
+    /// Binary mode, straight from the headers: this runs for every event a
+    /// worker reads, so it builds no intermediate JSON map. Semantics match
+    /// [`Event::from_structured`]: a later duplicate header wins, and the
+    /// `content-type` header is the data content type.
+    fn from_binary(rec: &Record, ct: Option<&str>) -> Result<Event, EventError> {
+        let (mut id, mut source, mut ty, mut spec, mut time, mut traceparent) = (None, None, None, None, None, None);
+        let (mut subject, mut dct, mut dataschema, mut tracestate) = (None, None, None, None);
+        let mut extensions = BTreeMap::new();
         for (k, v) in &rec.headers {
             let Some(name) = k.strip_prefix(CE_PREFIX) else { continue };
-            let v = std::str::from_utf8(v).map_err(|_| EventError::InvalidAttribute {
-                name: name.into(),
-                reason: "not UTF-8".into(),
-            })?;
-            map.insert(name.to_string(), Value::String(v.to_string()));
+            let v = std::str::from_utf8(v)
+                .map_err(|_| EventError::InvalidAttribute { name: name.into(), reason: "not UTF-8".into() })?;
+            match name {
+                "id" => id = Some(v),
+                "source" => source = Some(v),
+                "type" => ty = Some(v),
+                "specversion" => spec = Some(v),
+                "time" => time = Some(v),
+                "traceparent" => traceparent = Some(v),
+                "subject" => subject = Some(v),
+                "datacontenttype" => dct = Some(v),
+                "dataschema" => dataschema = Some(v),
+                "tracestate" => tracestate = Some(v),
+                "data" => {}
+                _ => {
+                    check_extension_name(name)?;
+                    extensions.insert(name.to_string(), v.to_string());
+                }
+            }
         }
-        if let Some(ct) = ct {
-            map.insert("datacontenttype".into(), Value::String(ct.to_string()));
-        }
+        let id = id.ok_or(EventError::MissingAttribute("id"))?;
+        let source = source.ok_or(EventError::MissingAttribute("source"))?;
+        let ty = ty.ok_or(EventError::MissingAttribute("type"))?;
+        check_spec(spec.ok_or(EventError::MissingAttribute("specversion"))?)?;
+        let time = time.ok_or(EventError::MissingAttribute("time"))?;
+        let traceparent = traceparent.ok_or(EventError::MissingAttribute("traceparent"))?;
         let data = if rec.value.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&rec.value).map_err(|e| EventError::DataNotJson(e.to_string()))?
         };
-        map.insert("data".into(), data);
-        Self::from_structured(map)
+        Ok(Event {
+            time: parse_time(time)?,
+            traceparent: traceparent.parse()?,
+            id: nonempty("id", id.to_string())?,
+            source: nonempty("source", source.to_string())?,
+            ty: nonempty("type", ty.to_string())?,
+            subject: subject.map(str::to_string),
+            datacontenttype: ct.or(dct).map(str::to_string),
+            dataschema: dataschema.map(str::to_string),
+            tracestate: tracestate.map(str::to_string),
+            extensions,
+            data,
+        })
     }
 }
 

@@ -8,6 +8,29 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// A worker allocates per event (records, headers, JSON); under glibc malloc
+// that was a third of its CPU. mimalloc's thread-local free lists cut it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Keeps resident memory near what is in use (the 50 MiB budget): commit
+/// arena memory on demand and return freed pages at once. With transparent
+/// huge pages off (the `no_thp` build feature) this took the worker's peak
+/// RSS in `modelbus bench` from 50.3 to 44.5 MiB (96 MiB with neither), at
+/// no measurable cost in throughput.
+/// The numbers are mimalloc v3's `mi_option_e`; the environment variables
+/// `MIMALLOC_ARENA_EAGER_COMMIT` / `MIMALLOC_PURGE_DELAY` still override.
+fn tune_allocator() {
+    const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+    const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+    for (option, var) in [(ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT"), (PURGE_DELAY, "MIMALLOC_PURGE_DELAY")] {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: setting an option is thread-safe and takes plain integers.
+            unsafe { libmimalloc_sys::mi_option_set(option, 0) };
+        }
+    }
+}
+
 #[derive(Parser)]
 #[command(name = "modelbus", version, about = "Run machine-learning models on business events.",
     long_about = "Run machine-learning models on business events.\n\n\
@@ -78,6 +101,7 @@ enum FeaturesCommand {
 }
 
 fn main() -> ExitCode {
+    tune_allocator();
     // tract warns about every opset newer than it was tested with; the golden
     // check at load is what tells whether a model is computed right.
     let cli = Cli::parse();
