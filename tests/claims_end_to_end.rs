@@ -132,6 +132,13 @@ async fn reference_events_score_like_onnxruntime_and_bad_input_is_dead_lettered(
         assert_eq!(r.ty, "RiskScored");
         assert_eq!(r.id, result_id(&cause.source, &cause.id, "claims-risk", "risk-gb-1"));
         assert_eq!(d.record.key, Some(cause.partition_key().as_bytes().to_vec()), "result keyed like its cause");
+        // The worker encodes results directly; they must be exactly what the
+        // envelope itself writes for the same event.
+        let again = r.to_record();
+        assert_eq!(again.headers, d.record.headers, "result headers");
+        assert_eq!(again.key, d.record.key);
+        let (a, b): (Value, Value) = (serde_json::from_slice(&again.value).unwrap(), serde_json::from_slice(&d.record.value).unwrap());
+        assert_eq!(a, b, "result data");
     }
     eprintln!("max |modelbus - onnxruntime| over {} reference events: {worst:e}", results.len());
 

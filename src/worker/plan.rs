@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
 
 use super::stages::StageError;
+use serde_json::Value;
+
 use crate::config::{Config, FeatureStoreConfig, MissingEntity, WorkerConfig};
 use crate::dead_letter::Stage;
 use crate::error::ErrorClass;
@@ -173,62 +173,86 @@ impl Plan {
     }
 
     /// The result event for `cause`, as a record ready for the sinks.
+    /// The result record of one event, in binary mode, encoded directly:
+    /// this runs once per event, so it builds no intermediate [`Event`] or
+    /// JSON map. The headers are exactly what [`Event::to_record`] writes
+    /// for the same result (a test holds the two together). `time` is the
+    /// batch's timestamp, formatted once per batch.
     pub fn result_for(
         &self,
         cause: &Event,
         schema_version: u32,
         outputs: &[Output],
         row: usize,
-        now: DateTime<Utc>,
+        time: &str,
     ) -> Result<Record, StageError> {
-        let mut data = Map::new();
-        for (field, expr) in &self.outputs {
+        let mut data = Vec::with_capacity(128);
+        data.push(b'{');
+        let mut first = true;
+        let mut field = |data: &mut Vec<u8>, name: &str| {
+            if !std::mem::take(&mut first) {
+                data.push(b',');
+            }
+            // Serialising a &str into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut *data, name);
+            data.push(b':');
+        };
+        for (name, expr) in &self.outputs {
             let out = outputs.iter().find(|o| o.name == expr.tensor());
             let v = out.and_then(|o| expr.eval(o, row)).ok_or_else(|| {
                 StageError::new(Stage::Infer, ErrorClass::Permanent, "output_shape",
-                    format!("output mapping `{field}` does not fit the model's output shape"))
+                    format!("output mapping `{name}` does not fit the model's output shape"))
             })?;
             if !v.is_finite() {
                 return Err(StageError::new(Stage::Infer, ErrorClass::Permanent, "nan_output",
-                    format!("model output for `{field}` is {v}")));
+                    format!("model output for `{name}` is {v}")));
             }
-            let json = if expr.is_label() {
-                Value::from(v as i64)
+            field(&mut data, name);
+            if expr.is_label() {
+                data.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
             } else {
-                serde_json::Number::from_f64(v).map(Value::Number).unwrap_or(Value::Null)
-            };
-            data.insert(field.clone(), json);
+                data.extend_from_slice(ryu::Buffer::new().format_finite(v).as_bytes());
+            }
         }
         for f in &self.passthrough {
             if let Some(v) = cause.data.get(f) {
-                data.insert(f.clone(), v.clone());
+                field(&mut data, f);
+                let _ = serde_json::to_writer(&mut data, v);
             }
         }
+        data.push(b'}');
+
         let id = result_id(&cause.source, &cause.id, &self.worker, &self.model.version);
-        let mut ext = std::collections::BTreeMap::new();
-        ext.insert("causationid".into(), cause.id.clone());
-        ext.insert(
-            "correlationid".into(),
-            cause.extensions.get("correlationid").cloned().unwrap_or_else(|| cause.id.clone()),
-        );
-        ext.insert("modelname".into(), self.model.name.clone());
-        ext.insert("modelversion".into(), self.model.version.clone());
-        ext.insert("worker".into(), self.worker.clone());
-        ext.insert("partitionkey".into(), cause.partition_key().to_string());
-        ext.insert("inputschemaversion".into(), schema_version.to_string());
-        let result = Event {
-            traceparent: cause.traceparent.child(id.as_bytes()),
-            tracestate: cause.tracestate.clone(),
-            id,
-            source: self.result_source.clone(),
-            ty: self.result_type.clone(),
-            time: now,
-            subject: cause.subject.clone(),
-            datacontenttype: Some(crate::event::JSON_CONTENT_TYPE.into()),
-            dataschema: self.result_dataschema.clone(),
-            extensions: ext,
-            data: Value::Object(data),
-        };
-        Ok(result.to_record())
+        let traceparent = cause.traceparent.child(id.as_bytes()).to_string();
+        let key = cause.partition_key().as_bytes().to_vec();
+        let correlation = cause.extensions.get("correlationid").unwrap_or(&cause.id);
+        let schema_version = schema_version.to_string();
+        let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(18);
+        let mut h = |name: &str, value: &str| headers.push((name.to_string(), value.as_bytes().to_vec()));
+        h("ce_specversion", "1.0");
+        h("ce_id", &id);
+        h("ce_source", &self.result_source);
+        h("ce_type", &self.result_type);
+        h("ce_time", time);
+        if let Some(s) = &cause.subject {
+            h("ce_subject", s);
+        }
+        if let Some(s) = &self.result_dataschema {
+            h("ce_dataschema", s);
+        }
+        h("ce_traceparent", &traceparent);
+        if let Some(s) = &cause.tracestate {
+            h("ce_tracestate", s);
+        }
+        // Extensions in name order, as `Event::to_record` writes them.
+        h("ce_causationid", &cause.id);
+        h("ce_correlationid", correlation);
+        h("ce_inputschemaversion", &schema_version);
+        h("ce_modelname", &self.model.name);
+        h("ce_modelversion", &self.model.version);
+        h("ce_partitionkey", cause.partition_key());
+        h("ce_worker", &self.worker);
+        h("content-type", crate::event::JSON_CONTENT_TYPE);
+        Ok(Record { key: Some(key), headers, value: data })
     }
 }

@@ -167,6 +167,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
 
     // map outputs into result events
     let now = Utc::now();
+    let time = crate::event::format_time(now);
     let mut emitted: Vec<(usize, Record, Option<u64>, (String, String))> = Vec::with_capacity(live.len());
     for (l, res) in live.into_iter().zip(results) {
         let (outputs, row) = match res {
@@ -176,7 +177,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
                 continue;
             }
         };
-        match plan.result_for(&l.event, l.schema_version, &outputs, row, now) {
+        match plan.result_for(&l.event, l.schema_version, &outputs, row, &time) {
             Ok(rec) => {
                 let latency = (now - l.event.time).num_microseconds().and_then(|v| u64::try_from(v).ok());
                 emitted.push((l.idx, rec, latency, (l.event.source.clone(), l.event.id.clone())));
