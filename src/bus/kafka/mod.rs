@@ -1,7 +1,8 @@
 //! The Kafka backend, through `rdkafka` (librdkafka built from its vendored
 //! source). Records map one to one onto Kafka records in the CloudEvents
-//! Kafka binding's binary mode: the `ce_*` and `dl*` attributes are already
-//! headers of [`Record`], the key is the partition key, the value is the data.
+//! Kafka binding's binary mode: the `ce_*` attributes (the `ce_dl*` failure
+//! ones too) are already headers of [`Record`], the key is the partition
+//! key, the value is the data.
 //!
 //! Written to Kafka's protocol semantics. The producer is idempotent with
 //! `acks=all` and partitions with murmur2 like the Java client. Group
