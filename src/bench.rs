@@ -150,8 +150,17 @@ pub(crate) fn pin_to_core(core: usize) {
     }
 }
 
+/// The machine's online cores. Not `available_parallelism`: that honours
+/// this process's own affinity, which is one core once the bench pins
+/// itself, and then the worker would silently share the generator's core.
 pub(crate) fn num_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    // SAFETY: sysconf only reads a system value.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    if n > 0 {
+        n as usize
+    } else {
+        1
+    }
 }
 
 pub(crate) fn spawn_worker(config: &Path) -> anyhow::Result<Child> {

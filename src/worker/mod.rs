@@ -165,7 +165,17 @@ impl Worker {
             let selected = inflight.select(max, Instant::now());
             if selected.is_empty() {
                 if inflight.len() >= self.max_in_flight {
-                    // Full and nothing runnable: wait for a retry to come due.
+                    // Full and nothing runnable. Handled events free their
+                    // room only when committed: commit now instead of idling
+                    // until the interval (under a backlog this stall cost
+                    // half the throughput).
+                    let before = inflight.len();
+                    self.commit(consumer, inflight).await?;
+                    last_commit = Instant::now();
+                    if inflight.len() < before {
+                        continue;
+                    }
+                    // Still full: wait for a retry to come due.
                     let nap = inflight.next_due().map_or(IDLE_WAIT, |d| d.saturating_duration_since(Instant::now()));
                     tokio::select! {
                         _ = tokio::time::sleep(nap.min(IDLE_WAIT)) => {}
