@@ -74,7 +74,7 @@ pub fn use_kafka(config_path: &Path, brokers: &str) -> std::io::Result<KafkaName
             "[bus]\nkind = \"embedded\"\n\n[bus.embedded]",
             &format!(
                 "[bus]\nkind = \"kafka\"\n\n[bus.kafka]\nbrokers = \"{brokers}\"\npartitions = 4\n\
-                 session_timeout = \"6s\"\n\n[bus.kafka.properties]\n\
+                 session_timeout = \"6s\"\n\n[bus.kafka.consumer_properties]\n\
                  # Latency over fetch efficiency: return fetches after at most 10 ms.\n\
                  \"fetch.wait.max.ms\" = \"10\"\n\n[bus.embedded]"
             ),

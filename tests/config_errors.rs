@@ -142,18 +142,29 @@ session_timeout = "soon"
 [bus.kafka.properties]
 "enable.auto.commit" = "true"
 "sasl.password" = "${MODELBUS_TEST_SASL_PASSWORD}"
+[bus.kafka.consumer_properties]
+"group.id" = "mine"
+"fetch.wait.max.ms" = "10"
 "#;
     let errs = modelbus::config::load_str(text, std::path::Path::new("/")).unwrap_err();
     let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
-    for want in ["bus.kafka.brokers", "bus.kafka.partitions", "bus.kafka.session_timeout", "bus.kafka.properties.\"enable.auto.commit\""] {
+    for want in [
+        "bus.kafka.brokers",
+        "bus.kafka.partitions",
+        "bus.kafka.session_timeout",
+        "bus.kafka.properties.\"enable.auto.commit\"",
+        "bus.kafka.consumer_properties.\"group.id\"",
+    ] {
         assert!(paths.contains(&want), "{want} not reported: {paths:?}");
     }
     let ok = text
         .replace("brokers = \"\"", "brokers = \"k1:9092\"")
         .replace("partitions = 0", "partitions = 3")
         .replace("session_timeout = \"soon\"", "session_timeout = \"6s\"")
-        .replace("\"enable.auto.commit\" = \"true\"\n", "");
+        .replace("\"enable.auto.commit\" = \"true\"\n", "")
+        .replace("\"group.id\" = \"mine\"\n", "");
     let c = modelbus::config::load_str(&ok, std::path::Path::new("/")).unwrap();
     assert_eq!(c.bus.kafka.properties["sasl.password"], "s3cret");
     assert_eq!(c.bus.kafka.session_timeout, std::time::Duration::from_secs(6));
+    assert_eq!(c.bus.kafka.consumer_properties["fetch.wait.max.ms"], "10");
 }

@@ -91,8 +91,12 @@ pub struct KafkaBusConfig {
     #[serde(with = "duration::req")]
     pub request_timeout: Duration,
     /// librdkafka properties passed through unchanged to every client (TLS,
-    /// SASL, compression, `fetch.wait.max.ms`, ...). Values may use `${ENV}`.
+    /// SASL, ...). Values may use `${ENV}`.
     pub properties: BTreeMap<String, String>,
+    /// Passed only to producers (`compression.type`, `linger.ms`, ...).
+    pub producer_properties: BTreeMap<String, String>,
+    /// Passed only to consumers (`fetch.wait.max.ms`, `session.timeout.ms`, ...).
+    pub consumer_properties: BTreeMap<String, String>,
 }
 
 impl Default for KafkaBusConfig {
@@ -105,6 +109,8 @@ impl Default for KafkaBusConfig {
             session_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
+            consumer_properties: BTreeMap::new(),
         }
     }
 }

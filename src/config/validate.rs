@@ -31,12 +31,15 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
         if k.replication_factor == 0 {
             err("bus.kafka.replication_factor".into(), "must be at least 1".into());
         }
-        for key in k.properties.keys() {
-            if crate::bus::kafka::OWNED_PROPERTIES.contains(&key.as_str()) {
-                err(
-                    format!("bus.kafka.properties.\"{key}\""),
-                    "modelbus sets this itself: its delivery guarantees depend on it".into(),
-                );
+        let tables = [("properties", &k.properties), ("producer_properties", &k.producer_properties), ("consumer_properties", &k.consumer_properties)];
+        for (table, props) in tables {
+            for key in props.keys() {
+                if crate::bus::kafka::OWNED_PROPERTIES.contains(&key.as_str()) {
+                    err(
+                        format!("bus.kafka.{table}.\"{key}\""),
+                        "modelbus sets this itself: its delivery guarantees depend on it".into(),
+                    );
+                }
             }
         }
     }

@@ -52,7 +52,7 @@ pub fn config_edit(n: &Names, worker_extra: &str) -> impl FnOnce(String) -> Stri
     move |text: String| {
         let bus = format!(
             "[bus]\nkind = \"kafka\"\n\n[bus.kafka]\nbrokers = \"{brokers}\"\npartitions = 4\n\
-             session_timeout = \"6s\"\n\n[bus.kafka.properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n[bus.embedded]"
+             session_timeout = \"6s\"\n\n[bus.kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n[bus.embedded]"
         );
         let out = text
             .replace("[bus]\nkind = \"embedded\"\n\n[bus.embedded]", &bus)

@@ -21,7 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::attempts::AttemptLog;
-use super::{kerr, produce_all, recv_batch, KafkaBus, SetIfAbsent};
+use super::{kerr, produce_all, recv_batch, KafkaBus, Role, SetIfAbsent};
 use crate::bus::{BusError, Commit, CommitOutcome, Delivery, Polled, Rebalance, TopicPartition};
 use crate::error::{Classify, ErrorClass};
 
@@ -149,7 +149,7 @@ impl KafkaConsumer {
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
         let consumer: StreamConsumer<GroupContext> = cfg
-            .client_config()
+            .client_config(Role::Consumer)
             .set("group.id", group)
             .set("client.id", &member)
             .set("enable.auto.commit", "false")
@@ -163,7 +163,7 @@ impl KafkaConsumer {
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(kerr("subscribe"))?;
         let reader: BaseConsumer = cfg
-            .client_config()
+            .client_config(Role::Consumer)
             .set("group.id", format!("{group}.attempts-reader"))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")

@@ -65,7 +65,7 @@ fn kerr(op: &'static str) -> impl Fn(KafkaError) -> BusError {
 impl KafkaBus {
     pub fn open(cfg: KafkaBusConfig) -> Result<KafkaBus, BusError> {
         let producer: FutureProducer = cfg
-            .client_config()
+            .client_config(Role::Producer)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             // Keys land where Java producers would put them.
@@ -74,7 +74,7 @@ impl KafkaBus {
             .set_if_absent("message.timeout.ms", &cfg.request_timeout.as_millis().to_string())
             .create()
             .map_err(kerr("create producer"))?;
-        let admin = cfg.client_config().create().map_err(kerr("create admin client"))?;
+        let admin = cfg.client_config(Role::Admin).create().map_err(kerr("create admin client"))?;
         Ok(KafkaBus { cfg, producer, admin, known: Default::default() })
     }
 
@@ -200,7 +200,7 @@ impl KafkaBus {
         let n = self.partitions_of(topic).await?.ok_or_else(|| BusError::NoSuchTopic(topic.to_string()))?;
         let consumer: StreamConsumer = self
             .cfg
-            .client_config()
+            .client_config(Role::Consumer)
             // A reader commits nothing; the group id only satisfies librdkafka.
             .set("group.id", format!("modelbus-reader-{}", uuid::Uuid::new_v4()))
             .set("enable.auto.commit", "false")
@@ -222,15 +222,30 @@ impl KafkaBus {
 }
 
 impl KafkaBusConfig {
-    /// Brokers and the pass-through properties; callers add what they own.
-    fn client_config(&self) -> ClientConfig {
+    /// Brokers and the pass-through properties for one kind of client
+    /// (common ones, then the role's own); callers add what they own.
+    fn client_config(&self, role: Role) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
-        for (k, v) in &self.properties {
+        let own = match role {
+            Role::Producer => Some(&self.producer_properties),
+            Role::Consumer => Some(&self.consumer_properties),
+            Role::Admin => None,
+        };
+        for (k, v) in self.properties.iter().chain(own.into_iter().flatten()) {
             c.set(k, v);
         }
         c
     }
+}
+
+/// Which client a configuration is for: librdkafka warns about properties
+/// that do not apply to a client, so role-specific ones go only to theirs.
+#[derive(Clone, Copy)]
+enum Role {
+    Producer,
+    Consumer,
+    Admin,
 }
 
 trait SetIfAbsent {
