@@ -33,17 +33,6 @@ fn ce_client(args: &[&str]) -> Vec<serde_json::Value> {
         .collect()
 }
 
-async fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
 fn trace_id(traceparent: &str) -> String {
     traceparent.parse::<TraceParent>().unwrap_or_else(|e| panic!("bad traceparent {traceparent}: {e}")).trace_id_hex()
 }
@@ -54,7 +43,7 @@ async fn a_third_party_client_is_scored_in_binary_and_structured_mode() {
     let c = kafka::claims(&n, "");
     let log = c.dir.path().join("w.log");
     let mut w = common::spawn_worker(&c.config_path, &log);
-    assert!(wait_for_log(&log, "worker started", Duration::from_secs(60)).await, "worker did not start");
+    assert!(common::wait_for_log(&log, "worker started", Duration::from_secs(60)).await, "worker did not start");
     let brokers = kafka::brokers();
     let mut sent = ce_client(&["produce", "--brokers", &brokers, "--topic", &n.input, "--mode", "binary", "--count", "20"]);
     sent.extend(ce_client(&["produce", "--brokers", &brokers, "--topic", &n.input, "--mode", "structured", "--count", "10", "--seed", "7"]));
@@ -94,7 +83,7 @@ async fn sigterm_under_load_drains_and_a_restart_does_not_reprocess() {
     bus.ensure_topic(&n.input, true).await.unwrap();
     let log = c.dir.path().join("w1.log");
     let mut w = common::spawn_worker(&c.config_path, &log);
-    assert!(wait_for_log(&log, "rebalance", Duration::from_secs(60)).await, "worker did not join");
+    assert!(common::wait_for_log(&log, "rebalance", Duration::from_secs(60)).await, "worker did not join");
 
     let mut g = Generator::new(31, 0.0);
     let mut ids = Vec::new();
@@ -165,12 +154,12 @@ async fn a_poison_event_is_dead_lettered_once_after_max_attempts_across_a_rebala
         (child, log)
     };
     let (a, log_a) = spawn("a.log");
-    assert!(wait_for_log(&log_a, "rebalance", Duration::from_secs(60)).await);
+    assert!(common::wait_for_log(&log_a, "rebalance", Duration::from_secs(60)).await);
     let e = Generator::new(5, 0.0).claim(chrono::Utc::now());
     bus.publish(&n.input, vec![e.to_record()]).await.unwrap();
 
     // Two attempts on A, and their state committed, then A dies mid-retry.
-    assert!(wait_for_log(&log_a, "attempts=2", Duration::from_secs(60)).await, "A retried twice");
+    assert!(common::wait_for_log(&log_a, "attempts=2", Duration::from_secs(60)).await, "A retried twice");
     tokio::time::sleep(Duration::from_millis(400)).await;
     common::signal(&a, libc::SIGKILL);
     let (mut b, log_b) = spawn("b.log");
@@ -283,7 +272,7 @@ async fn the_http_endpoint_serves_health_readiness_and_metrics_with_lag() {
     let log = c.dir.path().join("w.log");
     let mut w = common::spawn_worker(&c.config_path, &log);
     assert!(
-        wait_for_log(&log, "serving /metrics", Duration::from_secs(60)).await,
+        common::wait_for_log(&log, "serving /metrics", Duration::from_secs(60)).await,
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );

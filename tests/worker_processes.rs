@@ -39,17 +39,6 @@ async fn results(bus: &Bus) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn wait_for_log(path: &std::path::Path, needle: &str, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
-
 /// Publishes `n` events at `rate`/s, calling `at(results_so_far)` as it goes.
 async fn paced_publish(bus: &Bus, seed: u64, n: usize, rate: usize, mut at: impl FnMut(u64) -> bool) -> Vec<String> {
     let mut g = Generator::new(seed, 0.0);
@@ -94,8 +83,8 @@ async fn two_processes_split_work_and_survive_a_kill() {
     let (log_a, log_b) = (c.dir.path().join("a.log"), c.dir.path().join("b.log"));
     let mut a = common::spawn_worker(&c.config_path, &log_a);
     let mut b = common::spawn_worker(&c.config_path, &log_b);
-    assert!(wait_for_log(&log_a, "worker started", Duration::from_secs(60)).await);
-    assert!(wait_for_log(&log_b, "worker started", Duration::from_secs(60)).await);
+    assert!(common::wait_for_log(&log_a, "worker started", Duration::from_secs(60)).await);
+    assert!(common::wait_for_log(&log_b, "worker started", Duration::from_secs(60)).await);
     tokio::time::sleep(Duration::from_secs(1)).await; // let the group settle 2/2
 
     // Phase 1: both alive. No event may be processed by both.
@@ -148,9 +137,9 @@ async fn a_stopped_worker_commits_nothing_stale_after_sigcont() {
     let bus = Bus::open(&c.config).unwrap();
     let (log_a, log_b) = (c.dir.path().join("a.log"), c.dir.path().join("b.log"));
     let mut a = common::spawn_worker(&c.config_path, &log_a);
-    assert!(wait_for_log(&log_a, "worker started", Duration::from_secs(60)).await);
+    assert!(common::wait_for_log(&log_a, "worker started", Duration::from_secs(60)).await);
     let mut b = common::spawn_worker(&c.config_path, &log_b);
-    assert!(wait_for_log(&log_b, "worker started", Duration::from_secs(60)).await);
+    assert!(common::wait_for_log(&log_b, "worker started", Duration::from_secs(60)).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     let mut stopped_at = None;
@@ -180,8 +169,8 @@ async fn a_stopped_worker_commits_nothing_stale_after_sigcont() {
     assert!(ok, "every event got a result");
     check_ledger(&ids, &results(&bus).await);
     assert!(
-        wait_for_log(&log_a, "lease lost", Duration::from_secs(10)).await
-            || wait_for_log(&log_a, "commit refused", Duration::from_secs(1)).await,
+        common::wait_for_log(&log_a, "lease lost", Duration::from_secs(10)).await
+            || common::wait_for_log(&log_a, "commit refused", Duration::from_secs(1)).await,
         "A learns on resume that it lost its partitions"
     );
     let lb = std::fs::read_to_string(&log_b).unwrap();

@@ -82,6 +82,20 @@ pub struct InputSpec {
     pub ty: InputType,
 }
 
+impl InputSpec {
+    /// An integer-typed input has no missing value: NaN cannot be cast.
+    /// The same rule on every runtime.
+    pub(crate) fn check_integers(&self, data: &[f32]) -> Result<(), ModelError> {
+        if matches!(self.ty, InputType::I64 | InputType::I32) && data.iter().any(|x| !x.is_finite()) {
+            return Err(ModelError::BadInput(format!(
+                "input `{}` is integer-typed and cannot take a missing value",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A batch for one input: `rows x cols` values, row-major, NaN for missing.
 #[derive(Debug, Clone)]
 pub struct TensorInput {

@@ -75,12 +75,7 @@ impl TractModel {
                     Tensor::from_shape(&shape, &v)
                 }
                 InputType::I64 | InputType::I32 => {
-                    if input.data.iter().any(|x| !x.is_finite()) {
-                        return Err(ModelError::BadInput(format!(
-                            "input `{}` is integer-typed and cannot take a missing value",
-                            spec.name
-                        )));
-                    }
+                    spec.check_integers(&input.data)?;
                     if spec.ty == InputType::I64 {
                         let v: Vec<i64> = input.data.iter().map(|x| *x as i64).collect();
                         Tensor::from_shape(&shape, &v)

@@ -54,6 +54,18 @@ where
     cond().await
 }
 
+/// Waits until the log file at `path` contains `needle`; returns whether it did.
+pub async fn wait_for_log(path: &Path, needle: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(path).unwrap_or_default().contains(needle) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_modelbus")
 }
