@@ -75,8 +75,11 @@ fn spawn_lag_refresh(probe: crate::bus::kafka::lag::LagProbe, stats: Arc<WorkerS
     tokio::spawn(async move {
         while !shutdown.is_cancelled() {
             let p = probe.clone();
-            if let Ok(lag) = tokio::task::spawn_blocking(move || p.read()).await {
-                stats.set_lag(lag);
+            match tokio::task::spawn_blocking(move || p.read()).await {
+                Ok(Some(lag)) => stats.set_lag(lag),
+                // The consumer is closed: nothing left to watch.
+                Ok(None) => return,
+                Err(_) => {}
             }
             tokio::select! {
                 _ = tokio::time::sleep(LAG_REFRESH) => {}

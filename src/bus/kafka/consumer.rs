@@ -185,7 +185,7 @@ impl KafkaConsumer {
     }
 
     pub fn lag_probe(&self) -> super::lag::LagProbe {
-        super::lag::LagProbe { consumer: self.consumer.clone(), timeout: self.timeout }
+        super::lag::LagProbe { consumer: Arc::downgrade(&self.consumer), timeout: self.timeout }
     }
 
     pub fn member_id(&self) -> &str {

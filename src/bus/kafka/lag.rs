@@ -7,7 +7,7 @@
 //! records — so tests check [`lag`] against a fake watermark and never
 //! assert lag read from that broker.
 
-use std::sync::Arc;
+use std::sync::Weak;
 use std::time::Duration;
 
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
@@ -24,22 +24,25 @@ pub fn lag(committed: Option<u64>, low: u64, high: u64) -> u64 {
     high.saturating_sub(position)
 }
 
-/// Reads lag for a consumer's partitions, off the worker's loop.
+/// Reads lag for a consumer's partitions, off the worker's loop. It holds
+/// the consumer weakly, so it never delays the consumer's close (leaving the
+/// group happens when the consumer is dropped).
 #[derive(Clone)]
 pub struct LagProbe {
-    pub(super) consumer: Arc<StreamConsumer<GroupContext>>,
+    pub(super) consumer: Weak<StreamConsumer<GroupContext>>,
     pub(super) timeout: Duration,
 }
 
 impl LagProbe {
-    /// Lag of each partition this member owns. Blocking: call it from a
-    /// blocking thread.
-    pub fn read(&self) -> Vec<(TopicPartition, u64)> {
-        let Ok(assigned) = self.consumer.assignment() else { return vec![] };
-        let Ok(committed) = self.consumer.committed_offsets(assigned, self.timeout) else { return vec![] };
+    /// Lag of each partition this member owns; None once the consumer is
+    /// closed. Blocking: call it from a blocking thread.
+    pub fn read(&self) -> Option<Vec<(TopicPartition, u64)>> {
+        let consumer = self.consumer.upgrade()?;
+        let Ok(assigned) = consumer.assignment() else { return Some(vec![]) };
+        let Ok(committed) = consumer.committed_offsets(assigned, self.timeout) else { return Some(vec![]) };
         let mut out = Vec::new();
         for e in committed.elements() {
-            let Ok((low, high)) = self.consumer.fetch_watermarks(e.topic(), e.partition(), self.timeout) else { continue };
+            let Ok((low, high)) = consumer.fetch_watermarks(e.topic(), e.partition(), self.timeout) else { continue };
             let c = match e.offset() {
                 Offset::Offset(o) if o >= 0 => Some(o as u64),
                 _ => None,
@@ -47,7 +50,7 @@ impl LagProbe {
             let tp = TopicPartition { topic: e.topic().to_string(), partition: e.partition() as u32 };
             out.push((tp, lag(c, low.max(0) as u64, high.max(0) as u64)));
         }
-        out
+        Some(out)
     }
 }
 
