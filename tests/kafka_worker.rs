@@ -331,3 +331,50 @@ async fn publish_and_tail_work_against_kafka() {
     assert_eq!(header(&got[0], "ce_type").as_deref(), Some("ClaimCreated"), "binary mode: attributes are ce_ headers");
     assert_eq!(got[0].record.key.as_deref(), Some(&b"C00042"[..]), "the key is the partition key (the subject)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_commits_what_was_handled_since_the_last_commit() {
+    let n = kafka::names("revoke");
+    // No periodic commit within the test: only the revocation can commit.
+    let c = kafka::claims(&n, "commit_interval = \"10m\"");
+    let bus = Bus::open(&c.config).unwrap();
+    bus.ensure_topic(&n.input, true).await.unwrap();
+    let log_a = c.dir.path().join("a.log");
+    let mut a = common::spawn_worker(&c.config_path, &log_a);
+    assert!(common::wait_for_log(&log_a, "rebalance", Duration::from_secs(60)).await);
+    let mut g = Generator::new(41, 0.0);
+    let mut ids = HashSet::new();
+    let mut publish = |k: usize| -> Vec<modelbus::event::Record> {
+        (0..k)
+            .map(|_| {
+                let e = g.claim(chrono::Utc::now());
+                ids.insert(e.id.clone());
+                e.to_record()
+            })
+            .collect()
+    };
+    bus.publish(&n.input, publish(400)).await.unwrap();
+    assert_eq!(kafka::read_n(&bus, &n.results, 400, Duration::from_secs(60)).await.len(), 400);
+
+    // B joins: A's partitions are revoked, and A commits what it handled.
+    let log_b = c.dir.path().join("b.log");
+    let mut b = common::spawn_worker(&c.config_path, &log_b);
+    assert!(
+        common::wait_for_log(&log_a, "committed pending offsets on revocation", Duration::from_secs(60)).await,
+        "{}",
+        std::fs::read_to_string(&log_a).unwrap_or_default()
+    );
+    assert!(common::wait_for_log(&log_b, "rebalance", Duration::from_secs(60)).await);
+    bus.publish(&n.input, publish(100)).await.unwrap();
+    let cause = |d: &modelbus::bus::Delivery| header(d, "ce_causationid");
+    kafka::read_covering(&bus, &n.results, &ids, cause, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // any repeat would arrive by now
+    for w in [&a, &b] {
+        common::signal(w, libc::SIGTERM);
+    }
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let results = kafka::read_n(&bus, &n.results, 501, Duration::from_secs(5)).await;
+    let covered: HashSet<String> = results.iter().filter_map(cause).collect();
+    assert_eq!(covered, ids, "every event has a result");
+    assert_eq!(results.len(), 500, "nothing A handled before the rebalance was processed again");
+}

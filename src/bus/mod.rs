@@ -285,6 +285,18 @@ impl Consumer {
         }
     }
 
+    /// Offers positions the bus may commit on its own (`InFlight::safe_watermarks`).
+    /// Kafka commits them when a rebalance revokes the partition between two
+    /// regular commits; the embedded bus hands over only after a commit, so
+    /// it needs nothing here.
+    /// `offsets` is only called when the bus has a use for them.
+    pub fn stage(&mut self, offsets: impl FnOnce() -> Vec<(TopicPartition, u64)>) {
+        match self {
+            Consumer::Embedded(_) => {}
+            Consumer::Kafka(c) => c.stage(offsets()),
+        }
+    }
+
     /// Stops (or resumes) fetching while the worker is full. The embedded
     /// bus reads only when polled, so it needs nothing here.
     pub fn set_paused(&mut self, paused: bool) -> Result<(), BusError> {

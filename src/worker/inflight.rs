@@ -158,6 +158,27 @@ impl InFlight {
         commit
     }
 
+    /// Per partition, the offset after the contiguous prefix of events whose
+    /// results are out and that need nothing more written with the commit
+    /// (no dead letter). A bus may commit these at any moment, e.g. when a
+    /// rebalance takes the partition away between two regular commits.
+    pub fn safe_watermarks(&self) -> Vec<(TopicPartition, u64)> {
+        let mut out = Vec::new();
+        for (tp, slots) in &self.parts {
+            let mut next = None;
+            for (off, slot) in slots {
+                match &slot.state {
+                    SlotState::Done { dead_letter: None } => next = Some(off + 1),
+                    _ => break,
+                }
+            }
+            if let Some(n) = next {
+                out.push((tp.clone(), n));
+            }
+        }
+        out
+    }
+
     /// Keeps a commit that failed transiently so that its dead letters,
     /// offsets and attempt state go out with the next one; nothing is lost.
     pub fn restore(&mut self, commit: Commit) {
@@ -202,5 +223,24 @@ mod tests {
         let c = f.take_commit();
         assert_eq!(c.offsets, vec![(tp.clone(), 2)]);
         assert_eq!(f.len(), 2, "offset 2 waits, offset 3 is done but behind it");
+    }
+
+    #[test]
+    fn safe_watermarks_stop_before_dead_letters_and_unfinished_events() {
+        let now = Instant::now();
+        let mut f = InFlight::default();
+        for o in 0..4 {
+            f.add(d(0, o, &format!("k{o}")), now);
+        }
+        let tp = TopicPartition { topic: "t".into(), partition: 0 };
+        assert!(f.safe_watermarks().is_empty(), "nothing handled yet");
+        f.get_mut(&tp, 0).unwrap().state = SlotState::Done { dead_letter: None };
+        f.get_mut(&tp, 1).unwrap().state = SlotState::Done { dead_letter: Some(("dlq".into(), Record::default())) };
+        f.get_mut(&tp, 2).unwrap().state = SlotState::Done { dead_letter: None };
+        // The dead letter at 1 must be written before anything passes it.
+        assert_eq!(f.safe_watermarks(), vec![(tp.clone(), 1)]);
+        f.take_commit();
+        // Committed through 2; offset 3 is unfinished.
+        assert!(f.safe_watermarks().is_empty());
     }
 }

@@ -188,6 +188,7 @@ impl Worker {
                 continue;
             }
             self.run_selected(inflight, &selected).await?;
+            consumer.stage(|| inflight.safe_watermarks());
         }
         Ok(())
     }

@@ -30,7 +30,8 @@ struct GroupState {
     owned: BTreeSet<TopicPartition>,
     /// Rebalances not yet reported by `maintain`.
     events: Rebalance,
-    /// Offsets handed to a commit that has not succeeded yet; retried on revocation.
+    /// Offsets the worker has handled (staged, or handed to a commit that
+    /// has not succeeded yet), committed on revocation.
     pending: BTreeMap<TopicPartition, u64>,
     joined: bool,
 }
@@ -62,8 +63,8 @@ impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &KRebalance<'_>) {
         let KRebalance::Revoke(tpl) = rebalance else { return };
         let revoked = tps(tpl);
-        // Commit on revocation: whatever the worker handed over but could not
-        // commit yet. Still a member here, so the commit is accepted.
+        // Commit on revocation: what the worker has handled since its last
+        // commit. Still a member here, so the commit is accepted.
         let pending: Vec<(TopicPartition, u64)> = {
             let st = self.lock();
             revoked.iter().filter_map(|tp| st.pending.get(tp).map(|o| (tp.clone(), *o))).collect()
@@ -265,6 +266,17 @@ impl KafkaConsumer {
         Ok(reb)
     }
 
+    /// Records handled positions for the revocation callback to commit.
+    pub fn stage(&mut self, offsets: Vec<(TopicPartition, u64)>) {
+        let mut st = self.ctx().lock();
+        for (tp, off) in offsets {
+            if st.owned.contains(&tp) {
+                let e = st.pending.entry(tp).or_insert(off);
+                *e = (*e).max(off);
+            }
+        }
+    }
+
     /// Pauses fetching from every owned partition while the worker is full,
     /// and resumes when it has room: backpressure without a growing buffer.
     pub fn set_paused(&mut self, paused: bool) -> Result<(), BusError> {
@@ -315,7 +327,8 @@ impl KafkaConsumer {
                 for (tp, off) in &offsets {
                     tpl.add_partition_offset(&tp.topic, tp.partition as i32, Offset::Offset(*off as i64))
                         .map_err(kerr("commit"))?;
-                    st.pending.insert(tp.clone(), *off);
+                    let e = st.pending.entry(tp.clone()).or_insert(*off);
+                    *e = (*e).max(*off);
                 }
             }
             let c = self.consumer.clone();
