@@ -171,19 +171,24 @@ pub(crate) fn num_cpus() -> usize {
 }
 
 pub(crate) fn spawn_worker(config: &Path) -> anyhow::Result<Child> {
-    let exe = std::env::current_exe()?;
-    let mut cmd = if num_cpus() >= 2 && which("taskset") {
-        let mut c = Command::new("taskset");
-        c.arg("-c").arg("0").arg(exe);
-        c
-    } else {
-        Command::new(exe)
-    };
+    let mut cmd = on_core_0(std::env::current_exe()?);
     cmd.arg("run").arg("--config").arg(config).env("RUST_LOG", "warn,tract_onnx=error").stdout(Stdio::null());
     Ok(cmd.spawn().context("starting the worker process")?)
 }
 
-pub(crate) fn which(tool: &str) -> bool {
+/// A command for `program` pinned to core 0 with `taskset`, when the
+/// machine has a second core for the generator and `taskset` is there.
+pub(crate) fn on_core_0(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if num_cpus() >= 2 && which("taskset") {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("0").arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn which(tool: &str) -> bool {
     std::env::var_os("PATH")
         .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
@@ -362,13 +367,7 @@ fn ort_baseline(python: &Path, dir: &Path, model: &Path, rows: &[f32], batch: us
     let rows_path = dir.join("rows.f32");
     let bytes: Vec<u8> = rows.iter().flat_map(|v| v.to_le_bytes()).collect();
     std::fs::write(&rows_path, bytes)?;
-    let mut cmd = if num_cpus() >= 2 && which("taskset") {
-        let mut c = Command::new("taskset");
-        c.arg("-c").arg("0").arg(python);
-        c
-    } else {
-        Command::new(python)
-    };
+    let mut cmd = on_core_0(python);
     let out = cmd
         .arg(&script)
         .arg(model)

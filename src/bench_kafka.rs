@@ -11,13 +11,13 @@
 //! from its first event to its last commit. Completion is counted from the
 //! result topic, never from the broker's high watermark.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::Utc;
 
-use crate::bench::{cpu_secs, num_cpus, pin_to_core, time_inference, which, BenchArgs};
+use crate::bench::{cpu_secs, on_core_0, pin_to_core, time_inference, BenchArgs};
 use crate::bus::{Bus, ReadFrom};
 use crate::example::{self, Generator};
 use crate::model::Model;
@@ -60,14 +60,7 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     if !args.python.exists() || !script.exists() {
         bail!("the baseline needs {} and {}", args.python.display(), script.display());
     }
-    let mut cmd = if num_cpus() >= 2 && which("taskset") {
-        let mut c = Command::new("taskset");
-        c.arg("-c").arg("0").arg(&args.python);
-        c
-    } else {
-        Command::new(&args.python)
-    };
-    let out = cmd
+    let out = on_core_0(&args.python)
         .arg(&script)
         .args(["--brokers", brokers, "--topic", &input])
         .args(["--result-topic", &format!("bench-py-scored-{tag}"), "--group", &format!("bench-py-{tag}")])
