@@ -62,7 +62,7 @@ async fn three_workers_with_kills_and_restarts_keep_the_ledger() {
     });
 
     // Watch results; kill and restart a worker after every KILL_EVERY.
-    let mut follower = bus.follow_when_ready(&n.results).await;
+    let mut follower = kafka::follow_when_ready(&bus, &n.results, Instant::now() + Duration::from_secs(120)).await;
     let mut seen = 0usize;
     let mut kills = 0;
     let mut victim = 0;
@@ -93,8 +93,8 @@ async fn three_workers_with_kills_and_restarts_keep_the_ledger() {
     };
     let deadline = Instant::now() + Duration::from_secs(240);
     let (mut results, mut dls) = (Vec::new(), Vec::new());
-    let mut rf = bus.follow_when_ready(&n.results).await;
-    let mut df = bus.follow_when_ready(&n.dlq).await;
+    let mut rf = kafka::follow_when_ready(&bus, &n.results, Instant::now() + Duration::from_secs(120)).await;
+    let mut df = kafka::follow_when_ready(&bus, &n.dlq, Instant::now() + Duration::from_secs(120)).await;
     while Instant::now() < deadline && accounted(&results, &dls).len() < EVENTS {
         results.extend(rf.next_batch(20_000, Duration::from_millis(200)).await.unwrap());
         dls.extend(df.next_batch(20_000, Duration::from_millis(50)).await.unwrap());
@@ -136,22 +136,4 @@ async fn three_workers_with_kills_and_restarts_keep_the_ledger() {
     let records = results.len() + dls.len();
     eprintln!("{EVENTS} events: {} result records, {} dead-letter records, {} repeats", results.len(), dls.len(), records - distinct);
     assert!(records > distinct, "the kills must cause observable redeliveries");
-}
-
-trait FollowWhenReady {
-    async fn follow_when_ready(&self, topic: &str) -> modelbus::bus::Follower;
-}
-
-impl FollowWhenReady for Bus {
-    /// The topic appears once the first worker (or result) creates it.
-    async fn follow_when_ready(&self, topic: &str) -> modelbus::bus::Follower {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if self.topics().await.unwrap().iter().any(|(t, _)| t == topic) {
-                return self.follow(topic, modelbus::bus::ReadFrom::Beginning).await.unwrap();
-            }
-            assert!(Instant::now() < deadline, "topic {topic} never appeared");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
 }

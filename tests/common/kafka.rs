@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use modelbus::bus::{Bus, Delivery, ReadFrom};
+use modelbus::bus::{Bus, Delivery, Follower, ReadFrom};
 
 use super::Claims;
 
@@ -72,14 +72,7 @@ pub fn claims(n: &Names, worker_extra: &str) -> Claims {
 pub async fn read_n(bus: &Bus, topic: &str, want: usize, timeout: Duration) -> Vec<Delivery> {
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
-    // The topic may not exist yet when the test starts reading.
-    let mut f = loop {
-        match bus.follow(topic, ReadFrom::Beginning).await {
-            Ok(f) => break f,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => panic!("cannot read {topic}: {e}"),
-        }
-    };
+    let mut f = follow_when_ready(bus, topic, deadline).await;
     while out.len() < want && Instant::now() < deadline {
         out.extend(f.next_batch(want - out.len(), Duration::from_millis(200)).await.unwrap());
     }
@@ -96,13 +89,7 @@ pub async fn read_covering(
     timeout: Duration,
 ) -> Vec<Delivery> {
     let deadline = Instant::now() + timeout;
-    let mut f = loop {
-        match bus.follow(topic, ReadFrom::Beginning).await {
-            Ok(f) => break f,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            Err(e) => panic!("cannot read {topic}: {e}"),
-        }
-    };
+    let mut f = follow_when_ready(bus, topic, deadline).await;
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     while Instant::now() < deadline && !want.iter().all(|w| seen.contains(w)) {
@@ -114,6 +101,18 @@ pub async fn read_covering(
         }
     }
     out
+}
+
+/// A reader of `topic` from its beginning, waiting until the topic exists
+/// (a worker or the first result creates it) or `deadline` passes.
+pub async fn follow_when_ready(bus: &Bus, topic: &str, deadline: Instant) -> Follower {
+    loop {
+        match bus.follow(topic, ReadFrom::Beginning).await {
+            Ok(f) => return f,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("cannot read {topic}: {e}"),
+        }
+    }
 }
 
 pub fn header(d: &Delivery, name: &str) -> Option<String> {
