@@ -18,6 +18,7 @@
 //! - [`telemetry`] — metric names, counters, latency, tracing setup.
 //! - [`http`] — the worker's `/metrics`, `/healthz` and `/readyz` endpoint.
 //! - [`error`] — the error classes every module's errors map to.
+//! - [`sqlite_config`] — process-wide SQLite settings (allocator, statistics).
 //! - [`example`] — the claims example built into the binary, and its event generator.
 //! - [`demo`] and [`bench`] — the claims example end to end, and its measurements;
 //!   [`bench_kafka`] compares modelbus on Kafka with a Python worker.
@@ -40,5 +41,6 @@ pub mod model;
 pub mod retry;
 pub mod schema;
 pub mod sink;
+pub mod sqlite_config;
 pub mod telemetry;
 pub mod worker;
