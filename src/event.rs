@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Classify, ErrorClass};
 
+mod headers;
+pub use headers::Headers;
+
 /// Header prefix of CloudEvents attributes in binary content mode.
 pub const CE_PREFIX: &str = "ce_";
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -26,13 +29,13 @@ pub const JSON_CONTENT_TYPE: &str = "application/json";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
     pub key: Option<Vec<u8>>,
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Headers,
     pub value: Vec<u8>,
 }
 
 impl Record {
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_slice())
+        self.headers.get(name)
     }
 
     pub fn header_str(&self, name: &str) -> Option<&str> {
@@ -40,19 +43,15 @@ impl Record {
     }
 
     /// Sets a header, replacing any earlier value of the same name.
-    pub fn set_header(&mut self, name: &str, value: impl Into<Vec<u8>>) {
-        let value = value.into();
-        match self.headers.iter_mut().find(|(k, _)| k == name) {
-            Some(slot) => slot.1 = value,
-            None => self.headers.push((name.to_string(), value)),
-        }
+    pub fn set_header(&mut self, name: &str, value: impl AsRef<[u8]>) {
+        self.headers.set(name, value.as_ref());
     }
 
     /// Approximate size in bytes, for payload limits.
     pub fn size(&self) -> usize {
         self.value.len()
             + self.key.as_ref().map_or(0, |k| k.len())
-            + self.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + self.headers.byte_len()
     }
 }
 
@@ -211,13 +210,13 @@ impl Event {
 
     /// Binary content mode: attributes as `ce_*` headers, value = data.
     pub fn to_record(&self) -> Record {
-        let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(10 + self.extensions.len());
+        let mut headers = Headers::with_capacity(512);
+        let mut name_buf = String::with_capacity(32);
         let mut h = |name: &str, value: &str| {
-            // Runs ~15 times per result: plain concatenation, not `format!`.
-            let mut k = String::with_capacity(CE_PREFIX.len() + name.len());
-            k.push_str(CE_PREFIX);
-            k.push_str(name);
-            headers.push((k, value.as_bytes().to_vec()));
+            name_buf.clear();
+            name_buf.push_str(CE_PREFIX);
+            name_buf.push_str(name);
+            headers.push(&name_buf, value.as_bytes());
         };
         h("specversion", "1.0");
         h("id", &self.id);
@@ -238,7 +237,7 @@ impl Event {
             h(k, v);
         }
         let ct = self.datacontenttype.as_deref().unwrap_or(JSON_CONTENT_TYPE);
-        headers.push(("content-type".into(), ct.as_bytes().to_vec()));
+        headers.push("content-type", ct.as_bytes());
         Record {
             key: Some(self.partition_key().as_bytes().to_vec()),
             headers,
@@ -268,7 +267,7 @@ impl Event {
         let (mut id, mut source, mut ty, mut spec, mut time, mut traceparent) = (None, None, None, None, None, None);
         let (mut subject, mut dct, mut dataschema, mut tracestate) = (None, None, None, None);
         let mut extensions = BTreeMap::new();
-        for (k, v) in &rec.headers {
+        for (k, v) in rec.headers.iter() {
             let Some(name) = k.strip_prefix(CE_PREFIX) else { continue };
             let v = std::str::from_utf8(v)
                 .map_err(|_| EventError::InvalidAttribute { name: name.into(), reason: "not UTF-8".into() })?;
@@ -465,7 +464,7 @@ mod tests {
             "traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","data":{"x":2}});
         let rec = Record {
             key: None,
-            headers: vec![("content-type".into(), STRUCTURED_CONTENT_TYPE.as_bytes().to_vec())],
+            headers: Headers::from_pairs([("content-type", STRUCTURED_CONTENT_TYPE)]),
             value: serde_json::to_vec(&body).unwrap(),
         };
         let e = Event::from_record(&rec).unwrap();
@@ -475,7 +474,7 @@ mod tests {
 
     #[test]
     fn garbage_is_a_permanent_decode_error() {
-        let rec = Record { key: None, headers: vec![], value: b"\xff not json".to_vec() };
+        let rec = Record { key: None, headers: Headers::new(), value: b"\xff not json".to_vec() };
         let err = Event::from_record(&rec).unwrap_err();
         assert_eq!(err.class(), ErrorClass::Permanent);
     }

@@ -135,7 +135,7 @@ impl Generator {
             }
             1 => {
                 let mut r = e.to_record();
-                r.headers.retain(|(k, _)| k != "ce_source");
+                r.headers.retain(|k, _| k != "ce_source");
                 (Kind::MissingAttribute, r)
             }
             2 => {

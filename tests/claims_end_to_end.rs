@@ -53,7 +53,7 @@ async fn reference_events_score_like_onnxruntime_and_bad_input_is_dead_lettered(
             10 => bad.push(("decode", Record { value: b"{not json".to_vec(), ..template })),
             20 => {
                 let mut r = template;
-                r.headers.retain(|(k, _)| k != "ce_source");
+                r.headers.retain(|k, _| k != "ce_source");
                 bad.push(("decode", r));
             }
             30 => {
@@ -98,7 +98,7 @@ async fn reference_events_score_like_onnxruntime_and_bad_input_is_dead_lettered(
     assert!(out.status.success());
     bad.push((
         "decode",
-        Record { key: Some(b"C00001".to_vec()), headers: vec![], value: b"\x00\x01 not an event".to_vec() },
+        Record { key: Some(b"C00001".to_vec()), headers: Default::default(), value: b"\x00\x01 not an event".to_vec() },
     ));
 
     let bus = app.bus.clone();

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use modelbus::bus::Bus;
-use modelbus::event::{Event, Record};
+use modelbus::event::{Event, Headers, Record};
 use modelbus::schema::SchemaRegistry;
 
 use super::load_config;
@@ -71,10 +71,10 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn raw_records(args: &PublishArgs, input: Vec<u8>) -> anyhow::Result<Vec<Record>> {
-    let mut headers = Vec::new();
+    let mut headers = Headers::new();
     for h in &args.headers {
         let (k, v) = h.split_once('=').with_context(|| format!("--header `{h}`: expected name=value"))?;
-        headers.push((k.to_string(), v.as_bytes().to_vec()));
+        headers.push(k, v.as_bytes());
     }
     let values: Vec<Vec<u8>> = if args.lines {
         input.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()

@@ -82,8 +82,8 @@ pub fn dlid(tp: &TopicPartition, offset: u64, group: &str) -> String {
 /// an earlier failure (a replayed event that failed again) are replaced.
 pub fn envelope(original: &Record, f: &Failure, o: &Origin) -> Record {
     let mut rec = original.clone();
-    rec.headers.retain(|(k, _)| !k.starts_with("ce_dl"));
-    let mut set = |name: &str, v: String| rec.headers.push((format!("{CE_PREFIX}{name}"), v.into_bytes()));
+    rec.headers.retain(|k, _| !k.starts_with("ce_dl"));
+    let mut set = |name: &str, v: String| rec.headers.push(&format!("{CE_PREFIX}{name}"), v.as_bytes());
     set("dlid", dlid(o.tp, o.offset, o.group));
     set("dlstage", f.stage.as_str().into());
     set("dlclass", f.class.as_str().into());
@@ -150,7 +150,7 @@ impl DeadLetter {
     /// The original record, with the failure attributes removed.
     pub fn original(&self) -> Record {
         let mut r = self.record.clone();
-        r.headers.retain(|(k, _)| !k.starts_with("ce_dl"));
+        r.headers.retain(|k, _| !k.starts_with("ce_dl"));
         r
     }
 
@@ -161,7 +161,7 @@ impl DeadLetter {
         let headers: BTreeMap<String, String> = orig
             .headers
             .iter()
-            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(v).into_owned()))
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
             .collect();
         let value = match std::str::from_utf8(&orig.value) {
             Ok(s) => serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_string())),
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn envelope_keeps_original_bytes_and_is_deterministic() {
-        let orig = Record { key: Some(b"k".to_vec()), headers: vec![("x".into(), vec![0xff])], value: b"\x00garbage".to_vec() };
+        let orig = Record { key: Some(b"k".to_vec()), headers: crate::event::Headers::from_pairs([("x", [0xff])]), value: b"\x00garbage".to_vec() };
         let tp = TopicPartition { topic: "claims".into(), partition: 2 };
         let now = Utc::now();
         let f = Failure {

@@ -79,7 +79,7 @@ pub async fn replay(bus: &Bus, dlq_topic: &str, opts: &ReplayOptions) -> Result<
         let target = format!("{}.replay", dl.attr("dlgroup"));
         if !opts.dry_run {
             bus.publish(&target, vec![original]).await?;
-            let mark = Record { key: Some(id.as_bytes().to_vec()), headers: vec![], value: target.as_bytes().to_vec() };
+            let mark = Record { key: Some(id.as_bytes().to_vec()), headers: Default::default(), value: target.as_bytes().to_vec() };
             bus.publish(&ledger, vec![mark]).await?;
             if let Some(p) = pause {
                 tokio::time::sleep(p).await;

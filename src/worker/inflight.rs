@@ -196,7 +196,7 @@ mod tests {
             tp: TopicPartition { topic: "t".into(), partition: p },
             offset: off,
             timestamp_ms: 0,
-            record: Record { key: Some(key.as_bytes().to_vec()), headers: vec![], value: vec![] },
+            record: Record { key: Some(key.as_bytes().to_vec()), headers: Default::default(), value: vec![] },
             attempts: None,
         }
     }

@@ -104,7 +104,7 @@ pub fn signal(child: &Child, sig: i32) {
 }
 
 pub fn raw(value: &[u8], key: &str) -> Record {
-    Record { key: Some(key.as_bytes().to_vec()), headers: vec![], value: value.to_vec() }
+    Record { key: Some(key.as_bytes().to_vec()), headers: Default::default(), value: value.to_vec() }
 }
 
 /// A small deployment around one of `tests/models/*.onnx` (6 float inputs

@@ -20,7 +20,7 @@ pub use store::short_waits;
 
 use super::{partition::partition_for, BusError, Delivery, ReadFrom, TopicPartition};
 use crate::config::EmbeddedBusConfig;
-use crate::event::Record;
+use crate::event::{Headers, Record};
 
 pub(crate) struct Shared {
     dir: PathBuf,
@@ -197,7 +197,7 @@ pub(crate) fn append(
             Some(o) => *o,
             None => head(c, topic, part)?,
         };
-        ins.execute(params![topic, part, off as i64, ts, r.key, store::encode_headers(&r.headers), r.value])?;
+        ins.execute(params![topic, part, off as i64, ts, r.key, r.headers.as_bytes(), r.value])?;
         heads.insert(part, off + 1);
         out.push((part, off));
     }
@@ -229,7 +229,7 @@ pub(crate) fn fetch(
             timestamp_ms: r.get(1)?,
             record: Record {
                 key: r.get(2)?,
-                headers: store::decode_headers(&r.get::<_, Vec<u8>>(3)?),
+                headers: Headers::from_bytes(r.get::<_, Vec<u8>>(3)?),
                 value: r.get(4)?,
             },
             attempts: None,

@@ -1,6 +1,7 @@
 //! The SQLite file under the embedded bus: opening it (WAL, busy timeout),
-//! its tables, the header codec, and the in-process wake-up that lets a
-//! consumer see a record published by the same process without polling.
+//! its tables, and the in-process wake-up that lets a consumer see a record
+//! published by the same process without polling. A record's headers are
+//! stored in the form [`crate::event::Headers`] keeps them in memory.
 //!
 //! WAL with `synchronous=NORMAL` survives a process crash (`kill -9`): a
 //! committed transaction is in the OS page cache and the WAL. `sync = "full"`
@@ -125,57 +126,10 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Headers as one blob: count, then (name length, name, value length, value).
-/// Values are bytes, so a record travels untouched even when not UTF-8.
-pub fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + headers.iter().map(|(k, v)| 8 + k.len() + v.len()).sum::<usize>());
-    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-    for (k, v) in headers {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-        out.extend_from_slice(v);
-    }
-    out
-}
-
-pub fn decode_headers(mut b: &[u8]) -> Vec<(String, Vec<u8>)> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-        if b.len() < n {
-            return None;
-        }
-        let (h, t) = b.split_at(n);
-        *b = t;
-        Some(h)
-    }
-    fn len(b: &mut &[u8]) -> Option<usize> {
-        take(b, 4).map(|x| u32::from_le_bytes([x[0], x[1], x[2], x[3]]) as usize)
-    }
-    let mut out = Vec::new();
-    let Some(n) = len(&mut b) else { return out };
-    for _ in 0..n {
-        let Some(k) = len(&mut b).and_then(|l| take(&mut b, l)) else { break };
-        let Some(v) = len(&mut b).and_then(|l| take(&mut b, l)) else { break };
-        out.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
-    }
-    out
-}
-
 /// One wake-up per data directory, shared by every bus handle of this process.
 pub fn notifier(dir: &Path) -> Arc<Notify> {
     static MAP: OnceLock<Mutex<HashMap<PathBuf, Arc<Notify>>>> = OnceLock::new();
     let key = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let mut map = MAP.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     map.entry(key).or_default().clone()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn headers_roundtrip_bytes() {
-        let h = vec![("ce_id".to_string(), b"1".to_vec()), ("bin".to_string(), vec![0xff, 0, 1])];
-        assert_eq!(decode_headers(&encode_headers(&h)), h);
-    }
 }

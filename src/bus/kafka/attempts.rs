@@ -89,7 +89,7 @@ impl AttemptLog {
     pub async fn sync(&mut self) -> Result<(), BusError> {
         self.syncs += 1;
         let marker = format!("sync|{}|{}", self.member, self.syncs);
-        let rec = Record { key: Some(marker.clone().into_bytes()), headers: vec![], value: b"sync".to_vec() };
+        let rec = Record { key: Some(marker.clone().into_bytes()), headers: Default::default(), value: b"sync".to_vec() };
         produce_all(&self.producer, &self.topic, Some(0), &[rec], false).await?;
         let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
         loop {
@@ -121,7 +121,7 @@ impl AttemptLog {
                 st.map.insert((tp.clone(), *off), *a);
                 let v = Stored { attempts: a.attempts, first_failure_ms: a.first_failure_ms, last_failure_ms: a.last_failure_ms };
                 let value = serde_json::to_vec(&v).unwrap_or_default();
-                records.push(Record { key: Some(key_of(tp, *off).into_bytes()), headers: vec![], value });
+                records.push(Record { key: Some(key_of(tp, *off).into_bytes()), headers: Default::default(), value });
             }
             if !st.map.is_empty() {
                 let gone: Vec<_> = st
@@ -134,7 +134,7 @@ impl AttemptLog {
                     st.map.remove(&k);
                     // An empty value is our tombstone: librdkafka sends a
                     // null payload for it, which compaction removes.
-                    records.push(Record { key: Some(key_of(&k.0, k.1).into_bytes()), headers: vec![], value: vec![] });
+                    records.push(Record { key: Some(key_of(&k.0, k.1).into_bytes()), headers: Default::default(), value: vec![] });
                 }
             }
         }

@@ -275,8 +275,8 @@ pub(crate) async fn produce_all(
     let mut pending = Vec::with_capacity(records.len());
     for r in records {
         let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for (k, v) in &r.headers {
-            headers = headers.insert(Header { key: k, value: Some(v.as_slice()) });
+        for (k, v) in r.headers.iter() {
+            headers = headers.insert(Header { key: k, value: Some(v) });
         }
         let mut fr: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
         if !(empty_is_null && r.value.is_empty()) {
@@ -304,7 +304,7 @@ pub(crate) async fn produce_all(
 pub(crate) fn delivery(m: &BorrowedMessage<'_>) -> Delivery {
     let headers = m
         .headers()
-        .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.unwrap_or_default().to_vec())).collect())
+        .map(|h| crate::event::Headers::from_pairs(h.iter().map(|h| (h.key, h.value.unwrap_or_default()))))
         .unwrap_or_default();
     Delivery {
         tp: TopicPartition { topic: m.topic().to_string(), partition: m.partition() as u32 },
