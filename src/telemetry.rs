@@ -81,7 +81,7 @@ impl WorkerStats {
     /// Replaces the lag table: partitions no longer owned disappear from it.
     pub fn set_lag(&self, lag: Vec<(crate::bus::TopicPartition, u64)>) {
         let mut m = self.lag.lock().unwrap_or_else(|e| e.into_inner());
-        *m = lag.into_iter().map(|(tp, n)| ((tp.topic, tp.partition), n)).collect();
+        *m = lag.into_iter().map(|(tp, n)| ((tp.topic.to_string(), tp.partition), n)).collect();
     }
 
     pub fn record_latency_us(&self, us: u64) {

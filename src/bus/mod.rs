@@ -90,7 +90,9 @@ impl Classify for BusError {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
-    pub topic: String,
+    /// Shared: every in-flight event names its partition, and a clone
+    /// must not allocate.
+    pub topic: std::sync::Arc<str>,
     pub partition: u32,
 }
 

@@ -96,7 +96,7 @@ pub fn envelope(original: &Record, f: &Failure, o: &Origin) -> Record {
     set("dlgroup", o.group.into());
     set("dlmodel", o.model.into());
     set("dlmodelversion", o.model_version.into());
-    set("dltopic", o.tp.topic.clone());
+    set("dltopic", o.tp.topic.to_string());
     set("dlpartition", o.tp.partition.to_string());
     set("dloffset", o.offset.to_string());
     rec

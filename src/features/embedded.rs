@@ -98,11 +98,24 @@ impl EmbeddedStore {
             };
             let mut st = conn.prepare_cached(&sql).map_err(err)?;
             let ncols = st.column_count() - 1;
-            let param: Rc<Vec<SqlValue>> = Rc::new(keys.iter().map(|k| SqlValue::Text(k.clone())).collect());
-            let mut found: HashMap<String, Vec<Cell>> = HashMap::with_capacity(keys.len());
-            let mut rows = st.query([param]).map_err(err)?;
+            // Each distinct key is asked for once; rows land at the batch
+            // position of its first occurrence, then repeats copy them.
+            let mut first: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
+            let mut distinct = Vec::with_capacity(keys.len());
+            for (i, k) in keys.iter().enumerate() {
+                first.entry(k.as_str()).or_insert_with(|| {
+                    distinct.push(SqlValue::Text(k.clone()));
+                    i
+                });
+            }
+            let mut out: Vec<Option<Vec<Cell>>> = vec![None; keys.len()];
+            let mut rows = st.query([Rc::new(distinct)]).map_err(err)?;
             while let Some(r) = rows.next().map_err(err)? {
-                let key: String = r.get(0).map_err(err)?;
+                let at = match r.get_ref(0).map_err(err)? {
+                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|k| first.get(k)).copied(),
+                    _ => None,
+                };
+                let Some(at) = at else { continue };
                 let mut cells = Vec::with_capacity(ncols);
                 for i in 1..=ncols {
                     cells.push(match r.get_ref(i).map_err(err)? {
@@ -112,9 +125,15 @@ impl EmbeddedStore {
                         _ => Cell::Null,
                     });
                 }
-                found.insert(key, cells);
+                out[at] = Some(cells);
             }
-            Ok(keys.iter().map(|k| found.get(k).cloned()).collect())
+            for (i, k) in keys.iter().enumerate() {
+                let at = first[k.as_str()];
+                if at != i {
+                    out[i] = out[at].clone();
+                }
+            }
+            Ok(out)
         })
         .await
         .map_err(|e| FeatureError::Task(e.to_string()))?

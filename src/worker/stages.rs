@@ -118,7 +118,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
 
     // features: one lookup for the batch
     if let Some(store) = &plan.store {
-        let keys: Vec<String> = live.iter().map(|l| l.entity.clone().unwrap_or_default()).collect();
+        let keys: Vec<String> = live.iter_mut().map(|l| l.entity.take().unwrap_or_default()).collect();
         match store.lookup(keys).await {
             Err(e) => {
                 let err = StageError::from(Stage::Features, &e);
@@ -135,7 +135,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
                         None => {
                             fail(l.idx, StageError::new(Stage::Features, ErrorClass::Permanent, "unknown_entity",
                                 format!("entity `{}` is not in feature store `{}`",
-                                    l.entity.as_deref().unwrap_or(""), plan.store_name)));
+                                    plan.entity_of(&l.event).ok().flatten().unwrap_or_default(), plan.store_name)));
                             continue;
                         }
                     }

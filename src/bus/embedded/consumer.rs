@@ -301,7 +301,7 @@ fn rebalance(c: &mut Connection, ctx: &RebalanceCtx) -> rusqlite::Result<Rebalan
     let mut all = Vec::new();
     for t in &ctx.topics {
         let n: u32 = tx.query_row("SELECT partitions FROM topics WHERE name = ?1", [t], |r| r.get(0))?;
-        all.extend((0..n).map(|p| TopicPartition { topic: t.clone(), partition: p }));
+        all.extend((0..n).map(|p| TopicPartition { topic: t.as_str().into(), partition: p }));
     }
     all.sort();
     let desired: Vec<&TopicPartition> =

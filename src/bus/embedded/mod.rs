@@ -260,7 +260,7 @@ impl EmbeddedFollower {
                     if out.len() >= max {
                         break;
                     }
-                    let tp = TopicPartition { topic: topic.clone(), partition: p as u32 };
+                    let tp = TopicPartition { topic: topic.as_str().into(), partition: p as u32 };
                     out.extend(fetch(c, &tp, *from, max - out.len()).map_err(|e| store::store_err(&path, e))?);
                 }
                 Ok(out)

@@ -64,7 +64,7 @@ fn parse_key(k: &str) -> Option<(TopicPartition, u64)> {
     let offset = it.next()?.parse().ok()?;
     let partition = it.next()?.parse().ok()?;
     let topic = it.next()?.to_string();
-    Some((TopicPartition { topic, partition }, offset))
+    Some((TopicPartition { topic: topic.into(), partition }, offset))
 }
 
 impl AttemptLog {

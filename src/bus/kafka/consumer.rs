@@ -53,7 +53,7 @@ impl GroupContext {
 fn tps(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements()
         .iter()
-        .map(|e| TopicPartition { topic: e.topic().to_string(), partition: e.partition() as u32 })
+        .map(|e| TopicPartition { topic: e.topic().into(), partition: e.partition() as u32 })
         .collect()
 }
 

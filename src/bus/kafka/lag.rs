@@ -47,7 +47,7 @@ impl LagProbe {
                 Offset::Offset(o) if o >= 0 => Some(o as u64),
                 _ => None,
             };
-            let tp = TopicPartition { topic: e.topic().to_string(), partition: e.partition() as u32 };
+            let tp = TopicPartition { topic: e.topic().into(), partition: e.partition() as u32 };
             out.push((tp, lag(c, low.max(0) as u64, high.max(0) as u64)));
         }
         Some(out)

@@ -307,7 +307,7 @@ pub(crate) fn delivery(m: &BorrowedMessage<'_>) -> Delivery {
         .map(|h| crate::event::Headers::from_pairs(h.iter().map(|h| (h.key, h.value.unwrap_or_default()))))
         .unwrap_or_default();
     Delivery {
-        tp: TopicPartition { topic: m.topic().to_string(), partition: m.partition() as u32 },
+        tp: TopicPartition { topic: m.topic().into(), partition: m.partition() as u32 },
         offset: m.offset() as u64,
         timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
         record: Record { key: m.key().map(<[u8]>::to_vec), headers, value: m.payload().unwrap_or_default().to_vec() },
