@@ -79,39 +79,49 @@ impl InFlight {
         }
     }
 
-    /// Picks up to `max` events that may run at `now`, oldest first per
+    /// Visits up to `max` events that may run at `now`, oldest first per
     /// partition, at most one per key, never overtaking an unfinished
-    /// earlier event of the same key.
-    pub fn select(&self, max: usize, now: Instant) -> Vec<(TopicPartition, u64)> {
-        let mut out = Vec::new();
+    /// earlier event of the same key. The worker asks this several times per
+    /// batch over thousands of slots, so it allocates only the key set.
+    fn runnable<'a>(&'a self, max: usize, now: Instant, mut visit: impl FnMut(&'a TopicPartition, u64, &'a Slot)) {
+        let mut n = 0;
+        let mut blocked: HashSet<&[u8], foldhash::fast::RandomState> = HashSet::default();
         for (tp, slots) in &self.parts {
-            let mut blocked: HashSet<&[u8]> = HashSet::new();
+            blocked.clear();
             for (off, slot) in slots {
-                if out.len() >= max {
-                    return out;
+                if n >= max {
+                    return;
                 }
                 let SlotState::Waiting { due } = &slot.state else { continue };
-                let key = slot.delivery.record.key.as_deref();
-                if key.is_some_and(|k| blocked.contains(k)) {
-                    continue;
-                }
-                if let Some(k) = key {
-                    blocked.insert(k);
+                if let Some(k) = slot.delivery.record.key.as_deref() {
+                    if !blocked.insert(k) {
+                        continue;
+                    }
                 }
                 if due.is_none_or(|d| d <= now) {
-                    out.push((tp.clone(), *off));
+                    visit(tp, *off, slot);
+                    n += 1;
                 }
             }
         }
+    }
+
+    /// The events [`InFlight::runnable`] allows now, up to `max`.
+    pub fn select(&self, max: usize, now: Instant) -> Vec<(TopicPartition, u64)> {
+        let mut out = Vec::with_capacity(max.min(self.len));
+        self.runnable(max, now, |tp, off, _| out.push((tp.clone(), off)));
         out
     }
 
     /// How many events could run now (bounded by `max`), and when the
     /// oldest of them arrived: the batch's max-wait clock.
     pub fn ready(&self, max: usize, now: Instant) -> (usize, Option<Instant>) {
-        let sel = self.select(max, now);
-        let oldest = sel.iter().filter_map(|(tp, off)| self.parts.get(tp)?.get(off)).map(|s| s.received).min();
-        (sel.len(), oldest)
+        let (mut n, mut oldest) = (0, None::<Instant>);
+        self.runnable(max, now, |_, _, slot| {
+            n += 1;
+            oldest = Some(oldest.map_or(slot.received, |o| o.min(slot.received)));
+        });
+        (n, oldest)
     }
 
     /// The earliest time a waiting retry comes due.
