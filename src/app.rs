@@ -88,8 +88,11 @@ impl App {
     pub async fn workers(&self) -> Result<Vec<Worker>, AppError> {
         let mut out = Vec::new();
         for (i, w) in self.config.workers.iter().enumerate() {
+            // Each worker gets its own handle: the prepared query (and the
+            // row cache) hold that worker's feature list, and two workers
+            // of one store may ask for different features.
             let store = match &w.feature_store {
-                Some(s) => Some(self.stores[s].clone()),
+                Some(s) => Some(Arc::new(FeatureStore::open(s, &self.config.feature_stores[s], &self.config.data_dir)?)),
                 None => None,
             };
             let sinks = w.sinks.iter().map(|s| Sink::new(s, self.bus.clone())).collect();

@@ -185,6 +185,14 @@ pub struct FeatureStoreConfig {
     /// Values used for a missing entity under `on_missing_entity = "defaults"`.
     #[serde(default)]
     pub defaults: BTreeMap<String, FeatureValue>,
+    /// Entities kept in memory after a lookup (0: none). The cache is
+    /// dropped whenever the store's data changes, so it is never stale.
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: usize,
+}
+
+fn default_cache_entries() -> usize {
+    100_000
 }
 
 /// A feature value: numeric or string.

@@ -1,6 +1,7 @@
 //! The embedded feature store: one SQLite table per store (`fs_<name>`) in
 //! `data_dir/features.sqlite`, an entity key column plus one column per
-//! feature, loaded from CSV. A batch is one query (`IN rarray(?)`).
+//! feature, loaded from CSV. A batch is one query (`IN rarray(?)`) for the
+//! entities not already in the store's [`RowCache`].
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{types::Value as SqlValue, Connection};
 
+use super::cache::RowCache;
 use super::{Cell, FeatureError};
 
 pub const FILE_NAME: &str = "features.sqlite";
@@ -18,6 +20,7 @@ pub struct EmbeddedStore {
     conn: Arc<Mutex<Connection>>,
     /// The SELECT for the prepared feature list.
     query: Arc<Mutex<Option<String>>>,
+    cache: Arc<Mutex<RowCache>>,
 }
 
 fn open_conn(data_dir: &Path, store: &str) -> Result<Connection, FeatureError> {
@@ -44,11 +47,13 @@ fn columns(conn: &Connection, store: &str) -> rusqlite::Result<Vec<String>> {
 }
 
 impl EmbeddedStore {
-    pub fn open(name: &str, data_dir: &Path) -> Result<EmbeddedStore, FeatureError> {
+    /// `cache_entries` bounds the in-memory row cache (0: none).
+    pub fn open(name: &str, data_dir: &Path, cache_entries: usize) -> Result<EmbeddedStore, FeatureError> {
         Ok(EmbeddedStore {
             name: name.to_string(),
             conn: Arc::new(Mutex::new(open_conn(data_dir, name)?)),
             query: Arc::new(Mutex::new(None)),
+            cache: Arc::new(Mutex::new(RowCache::new(cache_entries))),
         })
     }
 
@@ -77,6 +82,9 @@ impl EmbeddedStore {
             cols[0]
         );
         *self.query.lock().unwrap_or_else(|e| e.into_inner()) = Some(sql);
+        // Cached rows hold the previous feature list's columns.
+        let cap = self.cache_cap();
+        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = RowCache::new(cap);
         Ok(())
     }
 
@@ -87,29 +95,40 @@ impl EmbeddedStore {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or_else(|| FeatureError::NotLoaded(self.name.clone()))?;
-        let (conn, store) = (self.conn.clone(), self.name.clone());
+        let (conn, store, cache) = (self.conn.clone(), self.name.clone(), self.cache.clone());
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
             let err = |source: rusqlite::Error| match source.sqlite_error_code() {
                 Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
                     FeatureError::Busy { store: store.clone(), source }
                 }
                 _ => FeatureError::Store { store: store.clone(), source },
             };
-            let mut st = conn.prepare_cached(&sql).map_err(err)?;
-            let ncols = st.column_count() - 1;
-            // Each distinct key is asked for once; rows land at the batch
-            // position of its first occurrence, then repeats copy them.
+            if cache.enabled() {
+                cache.sync(conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(err)?);
+            }
+            let mut out: Vec<Option<Vec<Cell>>> = vec![None; keys.len()];
+            // Each distinct uncached key is asked for once; its row lands at
+            // the batch position of its first occurrence, then repeats copy it.
             let mut first: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
-            let mut distinct = Vec::with_capacity(keys.len());
+            let mut missing = Vec::new();
             for (i, k) in keys.iter().enumerate() {
+                if let Some(row) = cache.get(k) {
+                    out[i] = row.clone();
+                    continue;
+                }
                 first.entry(k.as_str()).or_insert_with(|| {
-                    distinct.push(SqlValue::Text(k.clone()));
+                    missing.push(SqlValue::Text(k.clone()));
                     i
                 });
             }
-            let mut out: Vec<Option<Vec<Cell>>> = vec![None; keys.len()];
-            let mut rows = st.query([Rc::new(distinct)]).map_err(err)?;
+            if missing.is_empty() {
+                return Ok(out);
+            }
+            let mut st = conn.prepare_cached(&sql).map_err(err)?;
+            let ncols = st.column_count() - 1;
+            let mut rows = st.query([Rc::new(missing)]).map_err(err)?;
             while let Some(r) = rows.next().map_err(err)? {
                 let at = match r.get_ref(0).map_err(err)? {
                     rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|k| first.get(k)).copied(),
@@ -127,16 +146,23 @@ impl EmbeddedStore {
                 }
                 out[at] = Some(cells);
             }
+            for (k, &at) in &first {
+                cache.insert(k.to_string(), out[at].clone());
+            }
             for (i, k) in keys.iter().enumerate() {
-                let at = first[k.as_str()];
-                if at != i {
-                    out[i] = out[at].clone();
+                match first.get(k.as_str()) {
+                    Some(&at) if at != i => out[i] = out[at].clone(),
+                    _ => {}
                 }
             }
             Ok(out)
         })
         .await
         .map_err(|e| FeatureError::Task(e.to_string()))?
+    }
+
+    fn cache_cap(&self) -> usize {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).cap()
     }
 }
 
@@ -192,4 +218,51 @@ pub fn load_csv(data_dir: &Path, name: &str, csv_path: &Path) -> Result<usize, F
     }
     tx.commit().map_err(err)?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_csv(dir: &Path, rows: &str) -> std::path::PathBuf {
+        let p = dir.join("f.csv");
+        std::fs::write(&p, format!("id,score,tier\n{rows}")).unwrap();
+        p
+    }
+
+    #[tokio::test]
+    async fn cached_rows_follow_a_reload_and_repeats_share_one_row() {
+        let dir = tempfile::tempdir().unwrap();
+        load_csv(dir.path(), "s", &write_csv(dir.path(), "a,1,gold\nb,2,\n")).unwrap();
+        let store = EmbeddedStore::open("s", dir.path(), 100).unwrap();
+        store.prepare(&["score".into(), "tier".into()]).await.unwrap();
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+
+        let got = store.lookup(keys(&["a", "zz", "a", "b"])).await.unwrap();
+        assert_eq!(got[0], Some(vec![Cell::Num(1.0), Cell::Text("gold".into())]));
+        assert_eq!(got[1], None, "unknown entity");
+        assert_eq!(got[2], got[0], "a repeated key gets the same row");
+        assert_eq!(got[3], Some(vec![Cell::Num(2.0), Cell::Null]));
+        // Served from the cache now; still the same answers.
+        assert_eq!(store.lookup(keys(&["b", "a", "zz"])).await.unwrap(), vec![got[3].clone(), got[0].clone(), None]);
+
+        // Another connection replaces the data (as `modelbus features load`
+        // does): the cache must not serve the old rows, nor the old miss.
+        load_csv(dir.path(), "s", &write_csv(dir.path(), "a,10,silver\nzz,3,bronze\n")).unwrap();
+        let got = store.lookup(keys(&["a", "zz", "b"])).await.unwrap();
+        assert_eq!(got[0], Some(vec![Cell::Num(10.0), Cell::Text("silver".into())]));
+        assert_eq!(got[1], Some(vec![Cell::Num(3.0), Cell::Text("bronze".into())]));
+        assert_eq!(got[2], None, "b was removed by the reload");
+    }
+
+    #[tokio::test]
+    async fn without_a_cache_every_lookup_reads_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        load_csv(dir.path(), "s", &write_csv(dir.path(), "a,1,x\n")).unwrap();
+        let store = EmbeddedStore::open("s", dir.path(), 0).unwrap();
+        store.prepare(&["score".into()]).await.unwrap();
+        assert_eq!(store.lookup(vec!["a".into()]).await.unwrap(), vec![Some(vec![Cell::Num(1.0)])]);
+        load_csv(dir.path(), "s", &write_csv(dir.path(), "a,5,x\n")).unwrap();
+        assert_eq!(store.lookup(vec!["a".into()]).await.unwrap(), vec![Some(vec![Cell::Num(5.0)])]);
+    }
 }

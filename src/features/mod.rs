@@ -2,6 +2,7 @@
 //! values, one query per batch. Backends are an enum; a missing entity is
 //! reported as `None` and the worker applies its configured policy.
 
+pub mod cache;
 pub mod embedded;
 
 use std::path::Path;
@@ -73,7 +74,7 @@ pub enum FeatureStore {
 impl FeatureStore {
     pub fn open(name: &str, cfg: &FeatureStoreConfig, data_dir: &Path) -> Result<FeatureStore, FeatureError> {
         match cfg.kind {
-            FeatureStoreKind::Embedded => Ok(FeatureStore::Embedded(embedded::EmbeddedStore::open(name, data_dir)?)),
+            FeatureStoreKind::Embedded => Ok(FeatureStore::Embedded(embedded::EmbeddedStore::open(name, data_dir, cfg.cache_entries)?)),
         }
     }
 
