@@ -18,7 +18,7 @@
 //! - [`telemetry`] — metric names, counters, latency, tracing setup.
 //! - [`http`] — the worker's `/metrics`, `/healthz` and `/readyz` endpoint.
 //! - [`error`] — the error classes every module's errors map to.
-//! - [`sqlite_config`] — process-wide SQLite settings (allocator, statistics).
+//! - [`sqlite_config`] — process-wide SQLite settings.
 //! - [`example`] — the claims example built into the binary, and its event generator.
 //! - [`demo`] and [`bench`] — the claims example end to end, and its measurements;
 //!   [`bench_kafka`] compares modelbus on Kafka with a Python worker.
