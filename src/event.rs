@@ -388,7 +388,12 @@ impl TraceParent {
 
 impl std::fmt::Display for TraceParent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", hex::encode(self.trace_id), hex::encode(self.span_id), self.flags)
+        // On the stack: this runs for every result.
+        let (mut t, mut s) = ([0u8; 32], [0u8; 16]);
+        let _ = hex::encode_to_slice(self.trace_id, &mut t);
+        let _ = hex::encode_to_slice(self.span_id, &mut s);
+        let (t, s) = (std::str::from_utf8(&t).unwrap_or(""), std::str::from_utf8(&s).unwrap_or(""));
+        write!(f, "00-{t}-{s}-{:02x}", self.flags)
     }
 }
 
@@ -396,10 +401,15 @@ impl std::str::FromStr for TraceParent {
     type Err = EventError;
     fn from_str(s: &str) -> Result<Self, EventError> {
         let bad = |reason: &str| EventError::InvalidAttribute { name: "traceparent".into(), reason: reason.into() };
-        let parts: Vec<&str> = s.trim().split('-').collect();
-        if parts.len() < 4 || parts[0].len() != 2 || parts[0] == "ff" {
+        let mut it = s.trim().split('-');
+        let parts = [it.next(), it.next(), it.next(), it.next()];
+        let [Some(version), Some(t), Some(sp), Some(fl)] = parts else {
+            return Err(bad("expected 00-<32 hex>-<16 hex>-<2 hex>"));
+        };
+        if version.len() != 2 || version == "ff" {
             return Err(bad("expected 00-<32 hex>-<16 hex>-<2 hex>"));
         }
+        let parts = [version, t, sp, fl];
         let mut trace_id = [0u8; 16];
         let mut span_id = [0u8; 8];
         let mut flags = [0u8; 1];
