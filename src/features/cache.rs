@@ -12,12 +12,12 @@
 
 use std::collections::HashMap;
 
-use super::Cell;
+use super::Row;
 
 pub struct RowCache {
     cap: usize,
     version: Option<i64>,
-    rows: HashMap<String, Option<Vec<Cell>>>,
+    rows: HashMap<String, Option<Row>>,
 }
 
 impl RowCache {
@@ -44,11 +44,11 @@ impl RowCache {
 
     /// `Some(row)` when known: the entity's features, or `None` if the
     /// store does not have it.
-    pub fn get(&self, key: &str) -> Option<&Option<Vec<Cell>>> {
+    pub fn get(&self, key: &str) -> Option<&Option<Row>> {
         self.rows.get(key)
     }
 
-    pub fn insert(&mut self, key: String, row: Option<Vec<Cell>>) {
+    pub fn insert(&mut self, key: String, row: Option<Row>) {
         if !self.enabled() {
             return;
         }
@@ -62,14 +62,15 @@ impl RowCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::features::Cell;
 
     #[test]
     fn a_new_data_version_empties_it() {
         let mut c = RowCache::new(10);
         c.sync(1);
-        c.insert("a".into(), Some(vec![Cell::Num(1.0)]));
+        c.insert("a".into(), Some(Row::from(vec![Cell::Num(1.0)])));
         c.insert("b".into(), None);
-        assert_eq!(c.get("a"), Some(&Some(vec![Cell::Num(1.0)])));
+        assert_eq!(c.get("a").cloned().flatten().as_deref(), Some(&[Cell::Num(1.0)][..]));
         assert_eq!(c.get("b"), Some(&None), "a missing entity is remembered");
         c.sync(1);
         assert!(c.get("a").is_some(), "same version keeps rows");

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{types::Value as SqlValue, Connection};
 
 use super::cache::RowCache;
-use super::{Cell, FeatureError};
+use super::{Cell, FeatureError, Row};
 
 pub const FILE_NAME: &str = "features.sqlite";
 
@@ -88,7 +88,7 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    pub async fn lookup(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<Cell>>>, FeatureError> {
+    pub async fn lookup(&self, keys: Vec<String>) -> Result<Vec<Option<Row>>, FeatureError> {
         let sql = self
             .query
             .lock()
@@ -108,7 +108,7 @@ impl EmbeddedStore {
             if cache.enabled() {
                 cache.sync(conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(err)?);
             }
-            let mut out: Vec<Option<Vec<Cell>>> = vec![None; keys.len()];
+            let mut out: Vec<Option<Row>> = vec![None; keys.len()];
             // Each distinct uncached key is asked for once; its row lands at
             // the batch position of its first occurrence, then repeats copy it.
             let mut first: HashMap<&str, usize> = HashMap::with_capacity(keys.len());
@@ -144,7 +144,7 @@ impl EmbeddedStore {
                         _ => Cell::Null,
                     });
                 }
-                out[at] = Some(cells);
+                out[at] = Some(Row::from(cells));
             }
             for (k, &at) in &first {
                 cache.insert(k.to_string(), out[at].clone());
@@ -239,10 +239,10 @@ mod tests {
         let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
 
         let got = store.lookup(keys(&["a", "zz", "a", "b"])).await.unwrap();
-        assert_eq!(got[0], Some(vec![Cell::Num(1.0), Cell::Text("gold".into())]));
+        assert_eq!(got[0].as_deref(), Some(&[Cell::Num(1.0), Cell::Text("gold".into())][..]));
         assert_eq!(got[1], None, "unknown entity");
         assert_eq!(got[2], got[0], "a repeated key gets the same row");
-        assert_eq!(got[3], Some(vec![Cell::Num(2.0), Cell::Null]));
+        assert_eq!(got[3].as_deref(), Some(&[Cell::Num(2.0), Cell::Null][..]));
         // Served from the cache now; still the same answers.
         assert_eq!(store.lookup(keys(&["b", "a", "zz"])).await.unwrap(), vec![got[3].clone(), got[0].clone(), None]);
 
@@ -250,8 +250,8 @@ mod tests {
         // does): the cache must not serve the old rows, nor the old miss.
         load_csv(dir.path(), "s", &write_csv(dir.path(), "a,10,silver\nzz,3,bronze\n")).unwrap();
         let got = store.lookup(keys(&["a", "zz", "b"])).await.unwrap();
-        assert_eq!(got[0], Some(vec![Cell::Num(10.0), Cell::Text("silver".into())]));
-        assert_eq!(got[1], Some(vec![Cell::Num(3.0), Cell::Text("bronze".into())]));
+        assert_eq!(got[0].as_deref(), Some(&[Cell::Num(10.0), Cell::Text("silver".into())][..]));
+        assert_eq!(got[1].as_deref(), Some(&[Cell::Num(3.0), Cell::Text("bronze".into())][..]));
         assert_eq!(got[2], None, "b was removed by the reload");
     }
 
@@ -261,8 +261,8 @@ mod tests {
         load_csv(dir.path(), "s", &write_csv(dir.path(), "a,1,x\n")).unwrap();
         let store = EmbeddedStore::open("s", dir.path(), 0).unwrap();
         store.prepare(&["score".into()]).await.unwrap();
-        assert_eq!(store.lookup(vec!["a".into()]).await.unwrap(), vec![Some(vec![Cell::Num(1.0)])]);
+        assert_eq!(store.lookup(vec!["a".into()]).await.unwrap()[0].as_deref(), Some(&[Cell::Num(1.0)][..]));
         load_csv(dir.path(), "s", &write_csv(dir.path(), "a,5,x\n")).unwrap();
-        assert_eq!(store.lookup(vec!["a".into()]).await.unwrap(), vec![Some(vec![Cell::Num(5.0)])]);
+        assert_eq!(store.lookup(vec!["a".into()]).await.unwrap()[0].as_deref(), Some(&[Cell::Num(5.0)][..]));
     }
 }

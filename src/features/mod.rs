@@ -10,6 +10,10 @@ use std::path::Path;
 use crate::config::{FeatureStoreConfig, FeatureStoreKind, FeatureValue};
 use crate::error::{Classify, ErrorClass};
 
+/// One entity's features, in the prepared order. Shared, not copied: a
+/// cached row is handed to every event of that entity.
+pub type Row = std::sync::Arc<[Cell]>;
+
 /// One feature value as read from a store.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cell {
@@ -88,7 +92,7 @@ impl FeatureStore {
 
     /// Looks up `keys` in one query. Each answer holds the prepared features
     /// in order, or `None` for an entity the store does not have.
-    pub async fn lookup(&self, keys: Vec<String>) -> Result<Vec<Option<Vec<Cell>>>, FeatureError> {
+    pub async fn lookup(&self, keys: Vec<String>) -> Result<Vec<Option<Row>>, FeatureError> {
         if let Some(class) = crate::faults::check("features.lookup") {
             return Err(FeatureError::Injected(class));
         }

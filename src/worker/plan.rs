@@ -47,7 +47,7 @@ pub struct Plan {
     pub store: Option<Arc<FeatureStore>>,
     pub store_name: String,
     pub features: Vec<String>,
-    pub defaults: Vec<Cell>,
+    pub defaults: crate::features::Row,
     pub defaults_on_missing: bool,
     pub entity_key: Option<Vec<String>>,
     pub inputs: Vec<InputPlan>,

@@ -11,7 +11,7 @@ use super::plan::{Column, Plan};
 use crate::dead_letter::Stage;
 use crate::error::{Classify, ErrorClass};
 use crate::event::{Event, Record};
-use crate::features::Cell;
+use crate::features::{Cell, Row};
 use crate::model::{Model, TensorInput};
 
 /// How one event of a batch ended.
@@ -46,7 +46,7 @@ struct Live {
     event: Event,
     schema_version: u32,
     entity: Option<String>,
-    features: Vec<Cell>,
+    features: Row,
 }
 
 /// Runs one batch; returns one outcome per input, in order.
@@ -88,7 +88,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
                 continue;
             }
         };
-        live.push(Live { idx, event, schema_version, entity, features: Vec::new() });
+        live.push(Live { idx, event, schema_version, entity, features: Row::from([]) });
     }
 
     // dedup: drop events whose result was already emitted
