@@ -168,6 +168,14 @@ impl InFlight {
         commit
     }
 
+    /// Whether a commit now would move some partition's watermark: the
+    /// oldest event of a partition is fully handled.
+    pub fn committable(&self) -> bool {
+        self.parts
+            .values()
+            .any(|slots| slots.first_key_value().is_some_and(|(_, s)| matches!(s.state, SlotState::Done { .. })))
+    }
+
     /// Per partition, the offset after the contiguous prefix of events whose
     /// results are out and that need nothing more written with the commit
     /// (no dead letter). A bus may commit these at any moment, e.g. when a
@@ -244,13 +252,16 @@ mod tests {
         }
         let tp = TopicPartition { topic: "t".into(), partition: 0 };
         assert!(f.safe_watermarks().is_empty(), "nothing handled yet");
+        assert!(!f.committable());
         f.get_mut(&tp, 0).unwrap().state = SlotState::Done { dead_letter: None };
         f.get_mut(&tp, 1).unwrap().state = SlotState::Done { dead_letter: Some(("dlq".into(), Record::default())) };
         f.get_mut(&tp, 2).unwrap().state = SlotState::Done { dead_letter: None };
         // The dead letter at 1 must be written before anything passes it.
         assert_eq!(f.safe_watermarks(), vec![(tp.clone(), 1)]);
+        assert!(f.committable(), "offset 0 is handled");
         f.take_commit();
         // Committed through 2; offset 3 is unfinished.
         assert!(f.safe_watermarks().is_empty());
+        assert!(!f.committable(), "only an unfinished event is left");
     }
 }
