@@ -56,7 +56,6 @@ pub struct App {
     pub bus: Arc<Bus>,
     pub schemas: Arc<SchemaRegistry>,
     pub models: BTreeMap<String, Arc<Model>>,
-    pub stores: BTreeMap<String, Arc<FeatureStore>>,
 }
 
 impl App {
@@ -77,11 +76,7 @@ impl App {
                 models.insert(w.model.clone(), Arc::new(m));
             }
         }
-        let mut stores = BTreeMap::new();
-        for (name, cfg) in &config.feature_stores {
-            stores.insert(name.clone(), Arc::new(FeatureStore::open(name, cfg, &config.data_dir)?));
-        }
-        Ok(App { config, bus, schemas, models, stores })
+        Ok(App { config, bus, schemas, models })
     }
 
     /// Builds every worker of the config, each with its own counters.

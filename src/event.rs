@@ -402,20 +402,18 @@ impl std::str::FromStr for TraceParent {
     fn from_str(s: &str) -> Result<Self, EventError> {
         let bad = |reason: &str| EventError::InvalidAttribute { name: "traceparent".into(), reason: reason.into() };
         let mut it = s.trim().split('-');
-        let parts = [it.next(), it.next(), it.next(), it.next()];
-        let [Some(version), Some(t), Some(sp), Some(fl)] = parts else {
+        let (Some(version), Some(trace), Some(span), Some(fl)) = (it.next(), it.next(), it.next(), it.next()) else {
             return Err(bad("expected 00-<32 hex>-<16 hex>-<2 hex>"));
         };
         if version.len() != 2 || version == "ff" {
             return Err(bad("expected 00-<32 hex>-<16 hex>-<2 hex>"));
         }
-        let parts = [version, t, sp, fl];
         let mut trace_id = [0u8; 16];
         let mut span_id = [0u8; 8];
         let mut flags = [0u8; 1];
-        hex::decode_to_slice(parts[1], &mut trace_id).map_err(|_| bad("trace id must be 32 hex digits"))?;
-        hex::decode_to_slice(parts[2], &mut span_id).map_err(|_| bad("span id must be 16 hex digits"))?;
-        hex::decode_to_slice(parts[3], &mut flags).map_err(|_| bad("flags must be 2 hex digits"))?;
+        hex::decode_to_slice(trace, &mut trace_id).map_err(|_| bad("trace id must be 32 hex digits"))?;
+        hex::decode_to_slice(span, &mut span_id).map_err(|_| bad("span id must be 16 hex digits"))?;
+        hex::decode_to_slice(fl, &mut flags).map_err(|_| bad("flags must be 2 hex digits"))?;
         if trace_id == [0; 16] || span_id == [0; 8] {
             return Err(bad("all-zero ids are invalid"));
         }

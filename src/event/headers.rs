@@ -121,9 +121,7 @@ impl Headers {
 
     /// Sets a header, replacing every earlier value of the same name.
     pub fn set(&mut self, name: &str, value: &[u8]) {
-        if self.get(name).is_some() {
-            self.retain(|k, _| k != name);
-        }
+        self.retain(|k, _| k != name);
         self.push(name, value);
     }
 

@@ -26,18 +26,20 @@ impl RowCache {
         RowCache { cap, version: None, rows: HashMap::new() }
     }
 
-    pub fn cap(&self) -> usize {
-        self.cap
-    }
-
     pub fn enabled(&self) -> bool {
         self.cap > 0
+    }
+
+    /// Forgets every row.
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.version = None;
     }
 
     /// Forgets everything if the store changed since the rows were read.
     pub fn sync(&mut self, data_version: i64) {
         if self.version != Some(data_version) {
-            self.rows.clear();
+            self.clear();
             self.version = Some(data_version);
         }
     }

@@ -83,8 +83,7 @@ impl EmbeddedStore {
         );
         *self.query.lock().unwrap_or_else(|e| e.into_inner()) = Some(sql);
         // Cached rows hold the previous feature list's columns.
-        let cap = self.cache_cap();
-        *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = RowCache::new(cap);
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
         Ok(())
     }
 
@@ -159,10 +158,6 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| FeatureError::Task(e.to_string()))?
-    }
-
-    fn cache_cap(&self) -> usize {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).cap()
     }
 }
 

@@ -134,10 +134,10 @@ impl Worker {
             }
             self.stats.joined.store(consumer.joined(), Ordering::Relaxed);
             // Full of events that are only waiting for their commit: commit
-            // now, which frees their room, rather than pause. Pausing is for
-            // real backpressure: librdkafka drops its prefetched records on
-            // pause and fetches them again on resume, and under a backlog
-            // that round trip per fill halved the Kafka worker's throughput.
+            // now, which frees their room, instead of idling until the
+            // interval or pausing (each halved throughput under a backlog).
+            // Pausing is for real backpressure: librdkafka drops its
+            // prefetched records on pause and fetches them again on resume.
             if inflight.len() >= self.max_in_flight && inflight.committable() {
                 self.commit(consumer, inflight).await?;
                 last_commit = Instant::now();
@@ -177,17 +177,8 @@ impl Worker {
             let selected = inflight.select(max, Instant::now());
             if selected.is_empty() {
                 if inflight.len() >= self.max_in_flight {
-                    // Full and nothing runnable. Handled events free their
-                    // room only when committed: commit now instead of idling
-                    // until the interval (under a backlog this stall cost
-                    // half the throughput).
-                    let before = inflight.len();
-                    self.commit(consumer, inflight).await?;
-                    last_commit = Instant::now();
-                    if inflight.len() < before {
-                        continue;
-                    }
-                    // Still full: wait for a retry to come due.
+                    // Full even after the commit above and nothing runnable:
+                    // wait for a retry to come due.
                     let nap = inflight.next_due().map_or(IDLE_WAIT, |d| d.saturating_duration_since(Instant::now()));
                     tokio::select! {
                         _ = tokio::time::sleep(nap.min(IDLE_WAIT)) => {}
