@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{append, blocking, ensure_topic, fetch, store, Shared};
+use super::{append, blocking, ensure_topic, fetch, log, store, Shared};
 use crate::bus::{AttemptState, BusError, Commit, CommitOutcome, Polled, Rebalance, TopicPartition};
 
 #[derive(Debug, Clone)]
@@ -51,8 +51,12 @@ pub struct EmbeddedConsumer {
 }
 
 impl EmbeddedConsumer {
-    pub(crate) async fn join(shared: Arc<Shared>, group: &str, topics: &[String]) -> Result<Self, BusError> {
-        let conn = store::open(&shared.dir, shared.cfg.sync)?;
+    pub(crate) async fn join(
+        shared: Arc<Shared>,
+        conn: Arc<Mutex<Connection>>,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Self, BusError> {
         let member = format!(
             "{}-{}-{}",
             hostname(),
@@ -62,7 +66,7 @@ impl EmbeddedConsumer {
         let mut c = EmbeddedConsumer {
             path: shared.dir.join(store::FILE_NAME),
             shared,
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
             group: group.to_string(),
             topics: topics.to_vec(),
             member,
@@ -365,29 +369,10 @@ fn rebalance(c: &mut Connection, ctx: &RebalanceCtx) -> rusqlite::Result<Rebalan
         out.gained.push((tp.clone(), generation, position as u64, attempts));
     }
     if let Some((age, count)) = ctx.retention {
-        enforce_retention(&tx, now, age, count)?;
+        log::enforce_retention(&tx, age.map(|a| now - a.as_millis() as i64), count)?;
     }
     tx.commit()?;
     Ok(out)
-}
-
-/// Deletes old records of retained topics. Dead-letter topics are created
-/// unretained and are never touched here.
-fn enforce_retention(c: &Connection, now: i64, age: Option<Duration>, count: Option<u64>) -> rusqlite::Result<()> {
-    if let Some(age) = age {
-        c.execute(
-            "DELETE FROM records WHERE ts < ?1 AND topic IN (SELECT name FROM topics WHERE retained = 1)",
-            [now - age.as_millis() as i64],
-        )?;
-    }
-    if let Some(count) = count {
-        c.execute(
-            "DELETE FROM records AS r WHERE r.topic IN (SELECT name FROM topics WHERE retained = 1)
-             AND r.off < (SELECT h.next_offset FROM heads h WHERE h.topic = r.topic AND h.part = r.part) - ?1",
-            [count as i64],
-        )?;
-    }
-    Ok(())
 }
 
 fn commit_tx(

@@ -4,9 +4,9 @@
 //! file (see [`consumer`]).
 
 mod consumer;
+mod log;
 pub(crate) mod store;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,9 +18,10 @@ use tokio::sync::Notify;
 pub use consumer::EmbeddedConsumer;
 pub use store::short_waits;
 
-use super::{partition::partition_for, BusError, Delivery, ReadFrom, TopicPartition};
+use super::{BusError, Delivery, ReadFrom, TopicPartition};
+use log::{append, fetch, head};
 use crate::config::EmbeddedBusConfig;
-use crate::event::{Headers, Record};
+use crate::event::Record;
 
 pub(crate) struct Shared {
     dir: PathBuf,
@@ -84,7 +85,7 @@ impl EmbeddedBus {
     }
 
     pub async fn consumer(&self, group: &str, topics: &[String]) -> Result<EmbeddedConsumer, BusError> {
-        EmbeddedConsumer::join(self.shared.clone(), group, topics).await
+        EmbeddedConsumer::join(self.shared.clone(), self.conn.clone(), group, topics).await
     }
 
     pub async fn topics(&self) -> Result<Vec<(String, u32)>, BusError> {
@@ -167,75 +168,6 @@ fn ensure_topic(c: &Connection, topic: &str, partitions: u32, retained: bool) ->
         params![topic, partitions, retained as i64],
     )?;
     st.query_row([topic], |r| r.get::<_, u32>(0))
-}
-
-fn head(c: &Connection, topic: &str, part: u32) -> rusqlite::Result<u64> {
-    let mut st = c.prepare_cached("SELECT next_offset FROM heads WHERE topic = ?1 AND part = ?2")?;
-    Ok(st.query_row(params![topic, part], |r| r.get::<_, i64>(0)).optional()?.unwrap_or(0) as u64)
-}
-
-/// Appends records inside the caller's transaction.
-pub(crate) fn append(
-    c: &Connection,
-    topic: &str,
-    partitions: u32,
-    records: Vec<Record>,
-    round_robin: u32,
-) -> rusqlite::Result<Vec<(u32, u64)>> {
-    let ts = store::now_ms();
-    let mut heads: HashMap<u32, u64> = HashMap::new();
-    let mut out = Vec::with_capacity(records.len());
-    let mut ins = c.prepare_cached(
-        "INSERT INTO records(topic, part, off, ts, key, headers, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for (i, r) in records.into_iter().enumerate() {
-        let part = match &r.key {
-            Some(k) => partition_for(k, partitions),
-            None => round_robin.wrapping_add(i as u32) % partitions,
-        };
-        let off = match heads.get(&part) {
-            Some(o) => *o,
-            None => head(c, topic, part)?,
-        };
-        ins.execute(params![topic, part, off as i64, ts, r.key, r.headers.as_bytes(), r.value])?;
-        heads.insert(part, off + 1);
-        out.push((part, off));
-    }
-    let mut up = c.prepare_cached(
-        "INSERT INTO heads(topic, part, next_offset) VALUES (?1, ?2, ?3)
-         ON CONFLICT(topic, part) DO UPDATE SET next_offset = excluded.next_offset",
-    )?;
-    for (part, next) in heads {
-        up.execute(params![topic, part, next as i64])?;
-    }
-    Ok(out)
-}
-
-/// Reads up to `max` records of one partition from `from`.
-pub(crate) fn fetch(
-    c: &Connection,
-    tp: &TopicPartition,
-    from: u64,
-    max: usize,
-) -> rusqlite::Result<Vec<Delivery>> {
-    let mut st = c.prepare_cached(
-        "SELECT off, ts, key, headers, value FROM records
-         WHERE topic = ?1 AND part = ?2 AND off >= ?3 ORDER BY off LIMIT ?4",
-    )?;
-    let rows = st.query_map(params![tp.topic, tp.partition, from as i64, max as i64], |r| {
-        Ok(Delivery {
-            tp: tp.clone(),
-            offset: r.get::<_, i64>(0)? as u64,
-            timestamp_ms: r.get(1)?,
-            record: Record {
-                key: r.get(2)?,
-                headers: Headers::from_bytes(r.get::<_, Vec<u8>>(3)?),
-                value: r.get(4)?,
-            },
-            attempts: None,
-        })
-    })?;
-    rows.collect()
 }
 
 /// A group-less reader of one topic, for `tail` and the dead-letter tools.

@@ -29,11 +29,10 @@ CREATE TABLE IF NOT EXISTS heads(
     topic TEXT NOT NULL, part INTEGER NOT NULL, next_offset INTEGER NOT NULL,
     PRIMARY KEY(topic, part)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS records(
-    topic TEXT NOT NULL, part INTEGER NOT NULL, off INTEGER NOT NULL,
-    ts INTEGER NOT NULL, key BLOB, headers BLOB NOT NULL, value BLOB NOT NULL,
-    PRIMARY KEY(topic, part, off)
-) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS logs(
+    id INTEGER PRIMARY KEY, topic TEXT NOT NULL, part INTEGER NOT NULL,
+    UNIQUE(topic, part)
+);
 CREATE TABLE IF NOT EXISTS members(
     grp TEXT NOT NULL, member TEXT NOT NULL, heartbeat INTEGER NOT NULL, topics TEXT NOT NULL,
     PRIMARY KEY(grp, member)
@@ -59,7 +58,7 @@ pub fn open(dir: &Path, sync: SyncMode) -> Result<Connection, BusError> {
         .map_err(|source| BusError::DataDir { path: dir.display().to_string(), source })?;
     let path = dir.join(FILE_NAME);
     let err = |source| store_err(&path, source);
-    let conn = Connection::open(&path).map_err(err)?;
+    let mut conn = Connection::open(&path).map_err(err)?;
     conn.busy_handler(Some(short_waits)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     let sync = match sync {
@@ -72,6 +71,10 @@ pub fn open(dir: &Path, sync: SyncMode) -> Result<Connection, BusError> {
     // Checkpoints run on a background thread instead (see `checkpointer`).
     conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
+    super::log::migrate_shared_table(&mut conn).map_err(err)?;
+    // Each partition log has its own insert and fetch statements; keep them
+    // all prepared (the default cache holds 16).
+    conn.set_prepared_statement_cache_capacity(256);
     checkpointer(dir);
     Ok(conn)
 }
