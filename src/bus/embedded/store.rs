@@ -60,11 +60,6 @@ pub fn open(dir: &Path, sync: SyncMode) -> Result<Connection, BusError> {
     let err = |source| store_err(&path, source);
     let mut conn = Connection::open(&path).map_err(err)?;
     conn.busy_handler(Some(short_waits)).map_err(err)?;
-    // 16 KiB pages: a batch's records fill whole pages of their partition
-    // log, and each page is one WAL write (and one checkpoint read and write)
-    // whatever its size, so bigger pages mean a quarter of those syscalls.
-    // Only takes effect when the file is created.
-    conn.pragma_update(None, "page_size", 16384).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     let sync = match sync {
         SyncMode::Normal => "NORMAL",
