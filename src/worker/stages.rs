@@ -168,7 +168,8 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
     // map outputs into result events
     let now = Utc::now();
     let time = crate::event::format_time(now);
-    let mut emitted: Vec<(usize, Record, Option<u64>, (String, String))> = Vec::with_capacity(live.len());
+    // (input index, result, latency, the input's (source, id) when dedup records it)
+    let mut emitted: Vec<(usize, Record, Option<u64>, Option<(String, String)>)> = Vec::with_capacity(live.len());
     for (l, res) in live.into_iter().zip(results) {
         let (outputs, row) = match res {
             Ok(o) => o,
@@ -180,7 +181,8 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
         match plan.result_for(&l.event, l.schema_version, &outputs, row, &time) {
             Ok(rec) => {
                 let latency = (now - l.event.time).num_microseconds().and_then(|v| u64::try_from(v).ok());
-                emitted.push((l.idx, rec, latency, (l.event.source.clone(), l.event.id.clone())));
+                let id = plan.dedup.is_some().then(|| (l.event.source.clone(), l.event.id.clone()));
+                emitted.push((l.idx, rec, latency, id));
             }
             Err(e) => fail(l.idx, e),
         }
@@ -207,7 +209,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
         if let (None, Some(dedup)) = (&sink_err, &plan.dedup) {
             // Recorded only now that the results are out. If this fails the
             // results stand; a redelivery would produce the same result ids.
-            let ids = meta.iter().map(|(_, _, id)| id.clone()).collect();
+            let ids = meta.iter().filter_map(|(_, _, id)| id.clone()).collect();
             if let Err(e) = dedup.record(ids).await {
                 tracing::warn!(worker = %plan.worker, error = %e, "could not record emitted ids for dedup");
             }

@@ -70,6 +70,10 @@ pub fn open(dir: &Path, sync: SyncMode) -> Result<Connection, BusError> {
     // (and fsync) inline, stalling that publish or commit for milliseconds.
     // Checkpoints run on a background thread instead (see `checkpointer`).
     conn.pragma_update(None, "wal_autocheckpoint", 0).map_err(err)?;
+    // A burst (a backlog published at once) grows the WAL to hundreds of MB
+    // before checkpoints catch up, and SQLite reuses that file from its start
+    // without shrinking it. Truncate it to 64 MiB once it restarts.
+    conn.pragma_update(None, "journal_size_limit", 64i64 << 20).map_err(err)?;
     conn.execute_batch(SCHEMA).map_err(err)?;
     super::log::migrate_shared_table(&mut conn).map_err(err)?;
     // Each partition log has its own insert and fetch statements; keep them
