@@ -67,13 +67,16 @@ pub fn render(workers: &[(String, Arc<WorkerStats>)]) -> String {
     let family = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    let counters: [(&str, &str, fn(&WorkerStats) -> u64); 4] = [
+    let counters: [(&str, &str, fn(&WorkerStats) -> u64); 5] = [
         (names::EVENTS_RECEIVED, "Events read from the bus.", |s| s.received.load(Ordering::Relaxed)),
         (names::RESULTS_EMITTED, "Results accepted by every sink.", |s| s.results.load(Ordering::Relaxed)),
         (names::DUPLICATES, "Inputs acknowledged without a result because dedup had seen them.", |s| {
             s.duplicates.load(Ordering::Relaxed)
         }),
         (names::BATCHES, "Inference batches run.", |s| s.batches.load(Ordering::Relaxed)),
+        (names::PAUSES, "Times the bus consumer was paused because the in-flight limit was reached.", |s| {
+            s.pauses.load(Ordering::Relaxed)
+        }),
     ];
     for (name, help, get) in counters {
         family(&mut o, name, "counter", help);

@@ -20,6 +20,7 @@ pub mod names {
     pub const DUPLICATES: &str = "modelbus_duplicates_total";
     pub const BATCHES: &str = "modelbus_batches_total";
     pub const READY: &str = "modelbus_worker_ready";
+    pub const PAUSES: &str = "modelbus_backpressure_pauses_total";
 }
 
 /// Counters of one worker, shared with whoever reports them.
@@ -32,6 +33,8 @@ pub struct WorkerStats {
     pub duplicates: AtomicU64,
     pub in_flight: AtomicU64,
     pub batches: AtomicU64,
+    /// Times the worker paused its bus consumer at its in-flight limit.
+    pub pauses: AtomicU64,
     /// Retries by (stage, code).
     pub retried: Mutex<BTreeMap<(String, String), u64>>,
     /// (stage, code) → count.
@@ -53,6 +56,7 @@ impl Default for WorkerStats {
             duplicates: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             batches: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
             retried: Mutex::new(BTreeMap::new()),
             dead_letters: Mutex::new(BTreeMap::new()),
             latency_us: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")),

@@ -1,7 +1,8 @@
 //! The claims worker on a real Kafka-protocol broker: interop with a
 //! third-party client in both content modes, graceful shutdown, replay from
 //! the Kafka dead-letter topic, retries that survive a rebalance, topics
-//! refused when they may not be created, and the HTTP endpoint.
+//! refused when they may not be created, the HTTP endpoint, and backpressure
+//! (pause and resume at the in-flight limit).
 
 mod common;
 
@@ -377,4 +378,68 @@ async fn a_rebalance_commits_what_was_handled_since_the_last_commit() {
     let covered: HashSet<String> = results.iter().filter_map(cause).collect();
     assert_eq!(covered, ids, "every event has a result");
     assert_eq!(results.len(), 500, "nothing A handled before the rebalance was processed again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_its_in_flight_limit_the_worker_pauses_the_bus_and_resumes_losing_and_repeating_nothing() {
+    let n = kafka::names("pause");
+    let c = kafka::claims(&n, "");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    // At most 16 events in flight, in batches of 8; retries every 500 ms.
+    let text = std::fs::read_to_string(&c.config_path).unwrap();
+    let retry = "[workers.retry]\ninitial_delay = \"500ms\"\nmultiplier = 1.0\nmax_delay = \"500ms\"\nmax_attempts = 6\nmax_horizon = \"2m\"";
+    let start = text.find("[workers.retry]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    let text = format!("{}{}{}", &text[..start], retry, &text[end..])
+        .replace("max_in_flight = 4096", "max_in_flight = 16")
+        .replace("max_size = 256", "max_size = 8");
+    assert!(text.contains("max_in_flight = 16") && text.contains("max_size = 8"), "{text}");
+    std::fs::write(&c.config_path, format!("{text}\n[http]\nlisten = \"{addr}\"\n")).unwrap();
+
+    let bus = Bus::open(&c.config).unwrap();
+    bus.ensure_topic(&n.input, true).await.unwrap();
+    let mut g = Generator::new(11, 0.0);
+    let events: Vec<Event> = (0..300).map(|_| g.claim(chrono::Utc::now())).collect();
+    bus.publish(&n.input, events.iter().map(Event::to_record).collect()).await.unwrap();
+
+    // The first three feature lookups fail: the first two batches wait for
+    // their retries, which fills the in-flight table with nothing to commit.
+    let log = c.dir.path().join("w.log");
+    let mut w = common::modelbus()
+        .args(["run", "--config"])
+        .arg(&c.config_path)
+        .env("RUST_LOG", "info,modelbus::worker=debug")
+        .env("MODELBUS_FAULTS", "features.lookup=transient*3")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let want: HashSet<String> = events.iter().map(|e| e.id.clone()).collect();
+    let results =
+        kafka::read_covering(&bus, &n.results, &want, |d| header(d, "ce_causationid"), Duration::from_secs(120)).await;
+    let (status, body) = http_get(&addr, "/metrics").await;
+    // Anything repeated after a resume would arrive now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = kafka::read_n(&bus, &n.results, results.len() + 1, Duration::from_secs(3)).await;
+    common::signal(&w, libc::SIGTERM);
+    assert!(w.wait().unwrap().success());
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+
+    let mut per_cause: HashMap<String, usize> = HashMap::new();
+    for d in &all {
+        *per_cause.entry(header(d, "ce_causationid").unwrap()).or_default() += 1;
+    }
+    assert_eq!(per_cause.len(), 300, "every event has a result:\n{text}");
+    assert!(per_cause.values().all(|&k| k == 1), "no event was processed twice");
+    assert_eq!(status, 200);
+    let pauses: u64 = body
+        .lines()
+        .find(|l| l.starts_with("modelbus_backpressure_pauses_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no pause counter in /metrics:\n{body}"));
+    assert!(pauses >= 1, "the worker paused at its limit:\n{body}\n{text}");
+    assert!(text.contains("in-flight limit reached: bus paused"), "{text}");
+    assert!(body.contains("modelbus_retries_total{worker=\"claims-risk\",stage=\"features\""), "{body}");
 }

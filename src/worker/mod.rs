@@ -123,6 +123,7 @@ impl Worker {
         let berr = |source| WorkerError::Bus { worker: self.plan.worker.clone(), source };
         let max = self.batch.max_size;
         let mut last_commit = Instant::now();
+        let mut paused = false;
         while !shutdown.is_cancelled() {
             if last_commit.elapsed() >= self.commit_interval {
                 last_commit = Instant::now();
@@ -143,7 +144,13 @@ impl Worker {
                 last_commit = Instant::now();
             }
             // Still full: stop fetching at the bus instead of buffering (backpressure).
-            consumer.set_paused(inflight.len() >= self.max_in_flight).map_err(berr)?;
+            let full = inflight.len() >= self.max_in_flight;
+            if full && !paused {
+                self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(worker = %self.plan.worker, in_flight = inflight.len(), "in-flight limit reached: bus paused");
+            }
+            paused = full;
+            consumer.set_paused(full).map_err(berr)?;
             // Fill: poll while the batch is not full and its max wait has not
             // passed; never beyond the in-flight bound (that is the backpressure).
             loop {
