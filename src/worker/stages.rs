@@ -209,7 +209,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
         if let (None, Some(dedup)) = (&sink_err, &plan.dedup) {
             // Recorded only now that the results are out. If this fails the
             // results stand; a redelivery would produce the same result ids.
-            let ids = meta.iter().filter_map(|(_, _, id)| id.clone()).collect();
+            let ids = meta.iter_mut().filter_map(|(_, _, id)| id.take()).collect();
             if let Err(e) = dedup.record(ids).await {
                 tracing::warn!(worker = %plan.worker, error = %e, "could not record emitted ids for dedup");
             }

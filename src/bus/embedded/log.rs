@@ -13,8 +13,8 @@
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::bus::partition::partition_for;
 use super::store;
+use crate::bus::partition::partition_for;
 use crate::bus::{Delivery, TopicPartition};
 use crate::event::{Headers, Record};
 

@@ -84,6 +84,11 @@ impl EmbeddedBus {
         Ok(out)
     }
 
+    /// A group member that shares this handle's connection. A worker
+    /// publishes its results through the same handle, and in WAL mode a write
+    /// by one connection empties every other connection's page cache in the
+    /// process; with one connection, fetches, publishes and commits keep
+    /// theirs (SQLite serialises writers anyway).
     pub async fn consumer(&self, group: &str, topics: &[String]) -> Result<EmbeddedConsumer, BusError> {
         EmbeddedConsumer::join(self.shared.clone(), self.conn.clone(), group, topics).await
     }
