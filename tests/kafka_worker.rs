@@ -128,15 +128,29 @@ async fn sigterm_under_load_drains_and_a_restart_does_not_reprocess() {
     );
 }
 
+/// Replaces the config's `[workers.retry]` table with `retry`.
+fn set_retry(config_path: &Path, retry: &str) {
+    let text = std::fs::read_to_string(config_path).unwrap();
+    let start = text.find("[workers.retry]").unwrap();
+    let end = start + text[start..].find("\n\n").unwrap();
+    std::fs::write(config_path, format!("{}{}{}", &text[..start], retry, &text[end..])).unwrap();
+}
+
+/// Adds an `[http]` endpoint on a free port to the config; returns its address.
+fn with_http(config_path: &Path) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let text = std::fs::read_to_string(config_path).unwrap();
+    std::fs::write(config_path, format!("{text}\n[http]\nlisten = \"{addr}\"\n")).unwrap();
+    addr
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_is_dead_lettered_once_after_max_attempts_across_a_rebalance() {
     let n = kafka::names("poison");
     let retry = "[workers.retry]\ninitial_delay = \"2s\"\nmultiplier = 1.0\nmax_delay = \"2s\"\nmax_attempts = 4\nmax_horizon = \"2m\"";
     let c = kafka::claims(&n, "");
-    let text = std::fs::read_to_string(&c.config_path).unwrap();
-    let start = text.find("[workers.retry]").unwrap();
-    let end = start + text[start..].find("\n\n").unwrap();
-    std::fs::write(&c.config_path, format!("{}{}{}", &text[..start], retry, &text[end..])).unwrap();
+    set_retry(&c.config_path, retry);
     let bus = Bus::open(&c.config).unwrap();
     bus.ensure_topic(&n.input, true).await.unwrap();
 
@@ -264,10 +278,7 @@ async fn http_get(addr: &str, path: &str) -> (u16, String) {
 async fn the_http_endpoint_serves_health_readiness_and_metrics_with_lag() {
     let n = kafka::names("metrics");
     let c = kafka::claims(&n, "");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let text = std::fs::read_to_string(&c.config_path).unwrap();
-    std::fs::write(&c.config_path, format!("{text}\n[http]\nlisten = \"{addr}\"\n")).unwrap();
+    let addr = with_http(&c.config_path);
     let bus = Bus::open(&c.config).unwrap();
     bus.ensure_topic(&n.input, true).await.unwrap();
     let log = c.dir.path().join("w.log");
@@ -384,18 +395,18 @@ async fn a_rebalance_commits_what_was_handled_since_the_last_commit() {
 async fn at_its_in_flight_limit_the_worker_pauses_the_bus_and_resumes_losing_and_repeating_nothing() {
     let n = kafka::names("pause");
     let c = kafka::claims(&n, "");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
     // At most 16 events in flight, in batches of 8; retries every 500 ms.
-    let text = std::fs::read_to_string(&c.config_path).unwrap();
-    let retry = "[workers.retry]\ninitial_delay = \"500ms\"\nmultiplier = 1.0\nmax_delay = \"500ms\"\nmax_attempts = 6\nmax_horizon = \"2m\"";
-    let start = text.find("[workers.retry]").unwrap();
-    let end = start + text[start..].find("\n\n").unwrap();
-    let text = format!("{}{}{}", &text[..start], retry, &text[end..])
+    set_retry(
+        &c.config_path,
+        "[workers.retry]\ninitial_delay = \"500ms\"\nmultiplier = 1.0\nmax_delay = \"500ms\"\nmax_attempts = 6\nmax_horizon = \"2m\"",
+    );
+    let text = std::fs::read_to_string(&c.config_path)
+        .unwrap()
         .replace("max_in_flight = 4096", "max_in_flight = 16")
         .replace("max_size = 256", "max_size = 8");
     assert!(text.contains("max_in_flight = 16") && text.contains("max_size = 8"), "{text}");
-    std::fs::write(&c.config_path, format!("{text}\n[http]\nlisten = \"{addr}\"\n")).unwrap();
+    std::fs::write(&c.config_path, text).unwrap();
+    let addr = with_http(&c.config_path);
 
     let bus = Bus::open(&c.config).unwrap();
     bus.ensure_topic(&n.input, true).await.unwrap();
