@@ -267,10 +267,17 @@ impl Event {
         let (mut id, mut source, mut ty, mut spec, mut time, mut traceparent) = (None, None, None, None, None, None);
         let (mut subject, mut dct, mut dataschema, mut tracestate) = (None, None, None, None);
         let mut extensions = BTreeMap::new();
+        // One pass over the whole buffer instead of a UTF-8 check per value.
+        let ascii = rec.headers.as_bytes().is_ascii();
         for (k, v) in rec.headers.iter() {
             let Some(name) = k.strip_prefix(CE_PREFIX) else { continue };
-            let v = std::str::from_utf8(v)
-                .map_err(|_| EventError::InvalidAttribute { name: name.into(), reason: "not UTF-8".into() })?;
+            let v = if ascii {
+                // SAFETY: `v` is part of a buffer that is all ASCII, so it is UTF-8.
+                unsafe { std::str::from_utf8_unchecked(v) }
+            } else {
+                std::str::from_utf8(v)
+                    .map_err(|_| EventError::InvalidAttribute { name: name.into(), reason: "not UTF-8".into() })?
+            };
             match name {
                 "id" => id = Some(v),
                 "source" => source = Some(v),
@@ -298,7 +305,10 @@ impl Event {
         let data = if rec.value.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&rec.value).map_err(|e| EventError::DataNotJson(e.to_string()))?
+            // UTF-8 checked once for the whole value: serde_json's `from_slice`
+            // checks every string separately, which cost more.
+            let text = std::str::from_utf8(&rec.value).map_err(|e| EventError::DataNotJson(format!("not UTF-8: {e}")))?;
+            serde_json::from_str(text).map_err(|e| EventError::DataNotJson(e.to_string()))?
         };
         Ok(Event {
             time: parse_time(time)?,
@@ -386,14 +396,24 @@ impl TraceParent {
     }
 }
 
+impl TraceParent {
+    /// The header value, `00-<trace id>-<span id>-<flags>`, built on the
+    /// stack: this runs for every result, and going through `format!` cost
+    /// more than the rest of the header put together.
+    pub fn encode(&self) -> [u8; 55] {
+        let mut b = [b'-'; 55];
+        b[..2].copy_from_slice(b"00");
+        // The slices are exactly twice the input's length, so these cannot fail.
+        let _ = hex::encode_to_slice(self.trace_id, &mut b[3..35]);
+        let _ = hex::encode_to_slice(self.span_id, &mut b[36..52]);
+        let _ = hex::encode_to_slice([self.flags], &mut b[53..55]);
+        b
+    }
+}
+
 impl std::fmt::Display for TraceParent {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // On the stack: this runs for every result.
-        let (mut t, mut s) = ([0u8; 32], [0u8; 16]);
-        let _ = hex::encode_to_slice(self.trace_id, &mut t);
-        let _ = hex::encode_to_slice(self.span_id, &mut s);
-        let (t, s) = (std::str::from_utf8(&t).unwrap_or(""), std::str::from_utf8(&s).unwrap_or(""));
-        write!(f, "00-{t}-{s}-{:02x}", self.flags)
+        f.write_str(std::str::from_utf8(&self.encode()).unwrap_or_default())
     }
 }
 
@@ -401,9 +421,18 @@ impl std::str::FromStr for TraceParent {
     type Err = EventError;
     fn from_str(s: &str) -> Result<Self, EventError> {
         let bad = |reason: &str| EventError::InvalidAttribute { name: "traceparent".into(), reason: reason.into() };
-        let mut it = s.trim().split('-');
-        let (Some(version), Some(trace), Some(span), Some(fl)) = (it.next(), it.next(), it.next(), it.next()) else {
-            return Err(bad("expected 00-<32 hex>-<16 hex>-<2 hex>"));
+        let s = s.trim();
+        let b = s.as_bytes();
+        // The usual, exact form by position (this runs for every event read);
+        // anything else (a later version's extra fields) by splitting.
+        let (version, trace, span, fl) = if b.len() == 55 && b[2] == b'-' && b[35] == b'-' && b[52] == b'-' {
+            (&s[..2], &s[3..35], &s[36..52], &s[53..])
+        } else {
+            let mut it = s.split('-');
+            let (Some(version), Some(trace), Some(span), Some(fl)) = (it.next(), it.next(), it.next(), it.next()) else {
+                return Err(bad("expected 00-<32 hex>-<16 hex>-<2 hex>"));
+            };
+            (version, trace, span, fl)
         };
         if version.len() != 2 || version == "ff" {
             return Err(bad("expected 00-<32 hex>-<16 hex>-<2 hex>"));
@@ -440,7 +469,8 @@ pub fn stable_id(parts: &[&str]) -> String {
     // Mark it as a version-8 (custom) UUID so it is a well-formed UUID.
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
-    uuid::Uuid::from_bytes(b).to_string()
+    // Encoded into a stack buffer: `to_string` goes through the formatter.
+    uuid::Uuid::from_bytes(b).hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_string()
 }
 
 
@@ -492,6 +522,25 @@ mod tests {
         assert_eq!(result_id("s", "1", "w", "v1"), result_id("s", "1", "w", "v1"));
         assert_ne!(result_id("s", "1", "w", "v1"), result_id("s", "1", "w", "v2"));
         assert_ne!(stable_id(&["ab", "c"]), stable_id(&["a", "bc"]));
+    }
+
+    #[test]
+    fn traceparent_parses_the_exact_form_and_later_versions() {
+        let t = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+        let p: TraceParent = t.parse().unwrap();
+        assert_eq!(p.to_string(), t);
+        assert_eq!(&p.encode()[..], t.as_bytes());
+        // A later version may append fields; the first four still parse.
+        let later: TraceParent = "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-the-future-holds".parse().unwrap();
+        assert_eq!(later, p);
+        for bad in [
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",
+            "00-0af7651916cd43dd8448eb211c80319cb-7ad6b7169203331-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+        ] {
+            assert!(bad.parse::<TraceParent>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -54,6 +54,10 @@ impl Headers {
         let Some(n) = read_u32(&buf, 0) else { return Headers::new() };
         let mut at = 4;
         let mut ok = 0;
+        // A buffer that is all ASCII (the usual case: short lengths, ASCII
+        // names) has only UTF-8 names; one pass over it is cheaper than
+        // checking a dozen short names one by one.
+        let ascii = buf.is_ascii();
         let mut names_utf8 = true;
         while ok < n {
             let Some(kl) = read_u32(&buf, at) else { break };
@@ -62,7 +66,7 @@ impl Headers {
             if buf.len() < at + 8 + kl + vl {
                 break;
             }
-            names_utf8 &= std::str::from_utf8(name).is_ok();
+            names_utf8 &= ascii || std::str::from_utf8(name).is_ok();
             at += 8 + kl + vl;
             ok += 1;
         }

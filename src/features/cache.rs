@@ -14,16 +14,20 @@ use std::collections::HashMap;
 
 use super::Row;
 
+/// foldhash, not the default SipHash: this is hashed once per event, and
+/// SipHash was most of the lookup's cost. It is still seeded per process.
+type Map = HashMap<String, Option<Row>, foldhash::fast::RandomState>;
+
 pub struct RowCache {
     cap: usize,
     version: Option<i64>,
-    rows: HashMap<String, Option<Row>>,
+    rows: Map,
 }
 
 impl RowCache {
     /// A cache of at most `cap` entities; 0 turns it off.
     pub fn new(cap: usize) -> RowCache {
-        RowCache { cap, version: None, rows: HashMap::new() }
+        RowCache { cap, version: None, rows: Map::default() }
     }
 
     pub fn enabled(&self) -> bool {

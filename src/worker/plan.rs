@@ -223,7 +223,8 @@ impl Plan {
         data.push(b'}');
 
         let id = result_id(&cause.source, &cause.id, &self.worker, &self.model.version);
-        let traceparent = cause.traceparent.child(id.as_bytes()).to_string();
+        let traceparent = cause.traceparent.child(id.as_bytes()).encode();
+        let traceparent = std::str::from_utf8(&traceparent).unwrap_or_default();
         let key = cause.partition_key().as_bytes().to_vec();
         let correlation = cause.extensions.get("correlationid").unwrap_or(&cause.id);
         let schema_version = schema_version.to_string();
@@ -240,7 +241,7 @@ impl Plan {
         if let Some(s) = &self.result_dataschema {
             h("ce_dataschema", s);
         }
-        h("ce_traceparent", &traceparent);
+        h("ce_traceparent", traceparent);
         if let Some(s) = &cause.tracestate {
             h("ce_tracestate", s);
         }

@@ -188,7 +188,10 @@ impl EmbeddedConsumer {
                 if let Some(o) = self.owned.get_mut(&d.tp) {
                     o.position = o.position.max(d.offset + 1);
                 }
-                d.attempts = self.attempts.remove(&(d.tp.clone(), d.offset));
+                // Nearly always empty: skip hashing every delivery's key.
+                if !self.attempts.is_empty() {
+                    d.attempts = self.attempts.remove(&(d.tp.clone(), d.offset));
+                }
             }
             if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(Polled { deliveries: batch });
