@@ -76,7 +76,9 @@ case $mode in
     run_once "$total" >/dev/null
     echo "profile: perf report -i $work.perf --no-children" ;;
   callgrind)
-    run_once "$total" >/dev/null
+    reset 0 2>/dev/null; run_once 0 >/dev/null
+    ir0=$(grep -m1 '^summary:' "$work.callgrind" | awk '{print $2}')
+    reset "$events" 2>/dev/null; run_once "$total" >/dev/null
     ir=$(grep -m1 '^summary:' "$work.callgrind" | awk '{print $2}')
-    python3 -c "print(f'{$total} events: {$ir} instructions, {$ir/$total:.0f} per event (incl. start-up); profile: $work.callgrind')" ;;
+    python3 -c "print(f'{$total} events: {($ir-$ir0)/$total:.0f} instructions per event ({$ir} in all, start-up {$ir0}); profile: $work.callgrind')" ;;
 esac

@@ -110,10 +110,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // in-flight table) is reported apart; the paced run's peak is measured
     // from a settled worker, so the two phases are not mixed.
     let drain_rss = peak_rss_kib(pid);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    settle(pid).await;
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    let settled = rss_parts_kib(pid);
     let lat = paced(&bus, args.rate, args.duration).await;
     let rss = peak_rss_kib(pid);
+    let parts = rss_parts_kib(pid);
     stop(&mut worker);
     let (h, n) = lat?;
     println!("latency at {} events/s for {:?} ({n} events), from scheduled send time to result:", args.rate, args.duration);
@@ -125,7 +127,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         h.max() as f64 / 1e3
     );
     match rss {
-        Some(kib) => println!("  worker peak RSS during the paced run: {:.1} MiB", kib as f64 / 1024.0),
+        Some(kib) => {
+            println!("  worker peak RSS during the paced run: {:.1} MiB", kib as f64 / 1024.0);
+            let mib = |kib: u64| kib as f64 / 1024.0;
+            for (when, p) in [("before it", settled), ("at its end", parts)] {
+                if let Some((anon, file)) = p {
+                    println!(
+                        "  ({when}: {:.1} MiB anonymous, {:.1} MiB file-backed, mostly the binary's own code)",
+                        mib(anon),
+                        mib(file)
+                    );
+                }
+            }
+        }
         None => println!("  worker peak RSS: not available"),
     }
     if let Some(kib) = drain_rss {
@@ -311,6 +325,37 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .find(|l| l.starts_with("VmHWM:"))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
+}
+
+/// Waits until the idle worker's resident memory has stopped falling for a
+/// second (at most 15 s): the allocator returns what the drain freed in
+/// steps over a few seconds, and the paced run is meant to start from a
+/// settled worker.
+async fn settle(pid: u32) {
+    let rss = || rss_parts_kib(pid).map(|(a, f)| a + f).unwrap_or(0);
+    let (mut low, mut quiet) = (rss(), 0);
+    for _ in 0..60 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = rss();
+        if now + 256 < low {
+            (low, quiet) = (now, 0);
+        } else {
+            quiet += 1;
+            if quiet >= 4 {
+                return;
+            }
+        }
+    }
+}
+
+/// The resident set now, split into anonymous memory (heap, stacks) and
+/// file-backed pages (mapped code and libraries), KiB.
+fn rss_parts_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+    };
+    Some((field("RssAnon:")?, field("RssFile:")?))
 }
 
 /// Realistic model rows: generated claims joined with the customers CSV.

@@ -247,36 +247,50 @@ impl Event {
 
     /// Decodes a record in binary or structured mode.
     pub fn from_record(rec: &Record) -> Result<Event, EventError> {
-        let ct = rec.header_str("content-type");
-        if ct.is_some_and(|c| c.starts_with(STRUCTURED_CONTENT_TYPE)) {
-            let v: Value = serde_json::from_slice(&rec.value)
-                .map_err(|e| EventError::DataNotJson(e.to_string()))?;
-            let Value::Object(map) = v else {
-                return Err(EventError::NotAnObject("structured event must be an object".into()));
-            };
-            return Self::from_structured(map);
-        }
-        Self::from_binary(rec, ct)
+        Self::from_binary(rec)
+    }
+
+    fn from_structured_record(rec: &Record) -> Result<Event, EventError> {
+        let v: Value = serde_json::from_slice(&rec.value).map_err(|e| EventError::DataNotJson(e.to_string()))?;
+        let Value::Object(map) = v else {
+            return Err(EventError::NotAnObject("structured event must be an object".into()));
+        };
+        Self::from_structured(map)
     }
 
     /// Binary mode, straight from the headers: this runs for every event a
-    /// worker reads, so it builds no intermediate JSON map. Semantics match
+    /// worker reads, so it builds no intermediate JSON map and walks the
+    /// headers once, `content-type` included (a structured-mode record is
+    /// handed to [`Event::from_structured`] after the walk, so an odd `ce_`
+    /// header on it is not an error). Semantics match
     /// [`Event::from_structured`]: a later duplicate header wins, and the
     /// `content-type` header is the data content type.
-    fn from_binary(rec: &Record, ct: Option<&str>) -> Result<Event, EventError> {
+    fn from_binary(rec: &Record) -> Result<Event, EventError> {
         let (mut id, mut source, mut ty, mut spec, mut time, mut traceparent) = (None, None, None, None, None, None);
-        let (mut subject, mut dct, mut dataschema, mut tracestate) = (None, None, None, None);
+        let (mut subject, mut dct, mut dataschema, mut tracestate, mut ct) = (None, None, None, None, None);
         let mut extensions = BTreeMap::new();
+        let mut bad = None;
         // One pass over the whole buffer instead of a UTF-8 check per value.
         let ascii = rec.headers.as_bytes().is_ascii();
         for (k, v) in rec.headers.iter() {
+            if k == "content-type" {
+                // The first one counts, as with `Record::header`.
+                ct = ct.or_else(|| std::str::from_utf8(v).ok());
+                continue;
+            }
             let Some(name) = k.strip_prefix(CE_PREFIX) else { continue };
             let v = if ascii {
                 // SAFETY: `v` is part of a buffer that is all ASCII, so it is UTF-8.
                 unsafe { std::str::from_utf8_unchecked(v) }
             } else {
-                std::str::from_utf8(v)
-                    .map_err(|_| EventError::InvalidAttribute { name: name.into(), reason: "not UTF-8".into() })?
+                match std::str::from_utf8(v) {
+                    Ok(v) => v,
+                    Err(_) => {
+                        let reason = "not UTF-8".into();
+                        bad.get_or_insert(EventError::InvalidAttribute { name: name.into(), reason });
+                        continue;
+                    }
+                }
             };
             match name {
                 "id" => id = Some(v),
@@ -290,11 +304,21 @@ impl Event {
                 "dataschema" => dataschema = Some(v),
                 "tracestate" => tracestate = Some(v),
                 "data" => {}
-                _ => {
-                    check_extension_name(name)?;
-                    extensions.insert(name.to_string(), v.to_string());
-                }
+                _ => match check_extension_name(name) {
+                    Ok(()) => {
+                        extensions.insert(name.to_string(), v.to_string());
+                    }
+                    Err(e) => {
+                        bad.get_or_insert(e);
+                    }
+                },
             }
+        }
+        if ct.is_some_and(|c| c.starts_with(STRUCTURED_CONTENT_TYPE)) {
+            return Self::from_structured_record(rec);
+        }
+        if let Some(e) = bad {
+            return Err(e);
         }
         let id = id.ok_or(EventError::MissingAttribute("id"))?;
         let source = source.ok_or(EventError::MissingAttribute("source"))?;
@@ -508,6 +532,30 @@ mod tests {
         let e = Event::from_record(&rec).unwrap();
         assert_eq!(e.data, json!({"x": 2}));
         assert_eq!(e.traceparent.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+    }
+
+    #[test]
+    fn one_header_walk_keeps_the_decoding_rules() {
+        let body = json!({"specversion":"1.0","id":"1","source":"/s","type":"T",
+            "time":"2026-01-01T00:00:00Z",
+            "traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","data":{"x":2}});
+        // Structured mode wins even after a `ce_` header binary mode would refuse.
+        let rec = Record {
+            key: None,
+            headers: Headers::from_pairs([("ce_Bad-Name", "x"), ("content-type", STRUCTURED_CONTENT_TYPE)]),
+            value: serde_json::to_vec(&body).unwrap(),
+        };
+        assert_eq!(Event::from_record(&rec).unwrap().id, "1");
+
+        // Binary mode: the first bad attribute is the error, content-type is the data content type.
+        let good = Event::from_structured(body.as_object().unwrap().clone()).unwrap().to_record();
+        let mut rec = good.clone();
+        rec.headers.push("ce_extra", &[0xff, 0xfe]);
+        let err = Event::from_record(&rec).unwrap_err();
+        assert!(matches!(&err, EventError::InvalidAttribute { name, .. } if name == "extra"), "{err}");
+        let mut rec = good.clone();
+        rec.set_header("content-type", "application/json; charset=utf-8");
+        assert_eq!(Event::from_record(&rec).unwrap().datacontenttype.as_deref(), Some("application/json; charset=utf-8"));
     }
 
     #[test]

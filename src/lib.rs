@@ -19,6 +19,7 @@
 //! - [`http`] — the worker's `/metrics`, `/healthz` and `/readyz` endpoint.
 //! - [`error`] — the error classes every module's errors map to.
 //! - [`sqlite_config`] — process-wide SQLite settings.
+//! - [`memory`] — returning freed memory to the OS after a burst.
 //! - [`example`] — the claims example built into the binary, and its event generator.
 //! - [`demo`] and [`bench`] — the claims example end to end, and its measurements;
 //!   [`bench_kafka`] compares modelbus on Kafka with a Python worker.
@@ -37,6 +38,7 @@ pub mod example;
 pub mod faults;
 pub mod features;
 pub mod http;
+pub mod memory;
 pub mod model;
 pub mod retry;
 pub mod schema;

@@ -18,19 +18,22 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Keeps resident memory near what is in use (the 50 MiB budget): commit
-/// arena memory on demand, and return freed pages after 10 ms (mimalloc's
-/// own default). With transparent huge pages off (the `no_thp` build
-/// feature) lazy commit took the worker's peak RSS in `modelbus bench` from
-/// 50.3 to 44.5 MiB (96 MiB with neither). An immediate purge (0 ms) saved
-/// 3 MiB more but re-faulted and zeroed pages on every batch: a fifth of
-/// the worker's CPU in `perf`, 9.1 against 8.5 µs/event.
+/// arena memory on demand, and return freed pages after 100 ms. With
+/// transparent huge pages off (the `no_thp` build feature) lazy commit took
+/// the worker's peak RSS in `modelbus bench` from 50.3 to 44.5 MiB (96 MiB
+/// with neither). An immediate purge (0 ms) saved 3 MiB more but re-faulted
+/// and zeroed pages on every batch: a fifth of the worker's CPU in `perf`,
+/// 9.1 against 8.5 µs/event. mimalloc's default of 10 ms still left 196
+/// page faults per 1,000 events in a backlog replay
+/// (`scripts/replay_profile.sh`), about 6% of the worker's CPU with the
+/// `madvise` calls; 100 ms leaves 66, and the paced peak RSS did not move.
 /// The numbers are mimalloc v3's `mi_option_e`; the environment variables
 /// `MIMALLOC_ARENA_EAGER_COMMIT` / `MIMALLOC_PURGE_DELAY` still override.
 fn tune_allocator() {
     const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
     const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
     for (option, var, value) in
-        [(ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0), (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 10)]
+        [(ARENA_EAGER_COMMIT, "MIMALLOC_ARENA_EAGER_COMMIT", 0), (PURGE_DELAY, "MIMALLOC_PURGE_DELAY", 100)]
     {
         if std::env::var_os(var).is_none() {
             // SAFETY: setting an option is thread-safe and takes plain integers.

@@ -94,16 +94,17 @@ impl EmbeddedStore {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or_else(|| FeatureError::NotLoaded(self.name.clone()))?;
+        // A hot working set is all in the row cache: then no query runs and
+        // the lookup stays on this thread, because handing it to the blocking
+        // pool costs two thread switches per batch, more than the lookup.
+        if let Some(rows) = self.all_cached(&keys)? {
+            return Ok(rows);
+        }
         let (conn, store, cache) = (self.conn.clone(), self.name.clone(), self.cache.clone());
         tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
             let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-            let err = |source: rusqlite::Error| match source.sqlite_error_code() {
-                Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
-                    FeatureError::Busy { store: store.clone(), source }
-                }
-                _ => FeatureError::Store { store: store.clone(), source },
-            };
+            let err = |source| store_err(&store, source);
             if cache.enabled() {
                 cache.sync(conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(err)?);
             }
@@ -158,6 +159,38 @@ impl EmbeddedStore {
         })
         .await
         .map_err(|e| FeatureError::Task(e.to_string()))?
+    }
+}
+
+impl EmbeddedStore {
+    /// Every key's row when all of them are cached and the store has not
+    /// changed since; `None` when any is not (or the store is busy).
+    fn all_cached(&self, keys: &[String]) -> Result<Option<Vec<Option<Row>>>, FeatureError> {
+        // Never wait here, on the runtime's thread: a busy store takes the slow path.
+        let (Ok(conn), Ok(mut cache)) = (self.conn.try_lock(), self.cache.try_lock()) else { return Ok(None) };
+        if !cache.enabled() {
+            return Ok(None);
+        }
+        // Reads the WAL index in shared memory; it does not wait on writers.
+        let version = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| store_err(&self.name, e))?;
+        cache.sync(version);
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            match cache.get(k) {
+                Some(row) => out.push(row.clone()),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
+}
+
+fn store_err(store: &str, source: rusqlite::Error) -> FeatureError {
+    match source.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked) => {
+            FeatureError::Busy { store: store.to_string(), source }
+        }
+        _ => FeatureError::Store { store: store.to_string(), source },
     }
 }
 

@@ -124,6 +124,7 @@ impl Worker {
         let max = self.batch.max_size;
         let mut last_commit = Instant::now();
         let mut paused = false;
+        let mut idle_collected = true;
         while !shutdown.is_cancelled() {
             if last_commit.elapsed() >= self.commit_interval {
                 last_commit = Instant::now();
@@ -172,6 +173,13 @@ impl Worker {
                     _ = shutdown.cancelled() => return Ok(()),
                 };
                 let got = polled.deliveries.len();
+                if got == 0 && inflight.is_empty() && !idle_collected {
+                    idle_collected = true;
+                    crate::memory::release_free();
+                }
+                if got > 0 {
+                    idle_collected = false;
+                }
                 for d in polled.deliveries {
                     inflight.add(d, Instant::now());
                 }

@@ -55,6 +55,8 @@ pub struct Plan {
     pub passthrough: Vec<String>,
     pub sinks: Vec<Sink>,
     pub dedup: Option<Arc<crate::dedup::Dedup>>,
+    /// Whether a batch is small enough to infer without a thread hand-off.
+    pub infer_cost: super::stages::InferCost,
 }
 
 impl Plan {
@@ -148,6 +150,7 @@ impl Plan {
                 )),
                 None => None,
             },
+            infer_cost: Default::default(),
         })
     }
 
