@@ -1,15 +1,18 @@
 //! Giving freed memory back to the OS once a burst is over.
 //!
 //! mimalloc (the `override` build, so it is every allocator in the process)
-//! returns freed pages after a purge delay, but only when the thread that
-//! owns them calls into it again. After a backlog drain the worker holds
-//! about 11 MiB it no longer uses (`modelbus bench`: 28.6 MiB anonymous
-//! when the drain ended, 17.2 MiB a paced run later), and that stayed the
-//! resident peak until traffic picked up.
+//! returns a page to the OS only after the thread that allocated from it
+//! has collected it, which an idle thread does not do on its own. After a
+//! backlog drain the worker's thread is asked to collect at once.
+//!
+//! Records fetched on the blocking pool's threads stay with those threads
+//! until they allocate again or exit; waking each pool thread to collect
+//! was tried and started extra threads, whose stacks and heaps cost more
+//! (about 4 MiB) than the collection gave back.
 
-/// Frees what the calling thread's heap and the shared arenas no longer
-/// use. Cheap to call when idle; not meant for the hot path.
+/// Frees what the calling thread and the shared arenas no longer use.
+/// Call it when a worker goes idle; it is not meant for the hot path.
 pub fn release_free() {
-    // SAFETY: takes no pointers; mimalloc is initialised before main runs.
+    // SAFETY: takes no pointers; mimalloc initialises itself before main.
     unsafe { libmimalloc_sys::mi_collect(true) };
 }

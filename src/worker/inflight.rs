@@ -42,6 +42,13 @@ struct Slots(VecDeque<(u64, Slot)>);
 
 impl Slots {
     fn position(&self, offset: u64) -> Result<usize, usize> {
+        // Offsets are usually contiguous, so the slot is usually at its
+        // distance from the front; search only when there are gaps.
+        if let Some(at) = self.0.front().and_then(|(first, _)| offset.checked_sub(*first)) {
+            if self.0.get(at as usize).is_some_and(|(o, _)| *o == offset) {
+                return Ok(at as usize);
+            }
+        }
         self.0.binary_search_by_key(&offset, |(o, _)| *o)
     }
 
@@ -235,6 +242,16 @@ impl InFlight {
             }
         }
         out
+    }
+
+    /// Gives back the room a burst left behind: a partition's queue keeps
+    /// the capacity of its longest backlog (megabytes at a few thousand
+    /// events in flight). For an idle worker, not the hot path.
+    pub fn shrink(&mut self) {
+        self.parts.retain(|_, slots| !slots.0.is_empty());
+        for slots in self.parts.values_mut() {
+            slots.0.shrink_to_fit();
+        }
     }
 
     /// Keeps a commit that failed transiently so that its dead letters,

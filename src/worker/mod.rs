@@ -89,6 +89,10 @@ fn spawn_lag_refresh(probe: crate::bus::kafka::lag::LagProbe, stats: Arc<WorkerS
     });
 }
 
+/// How long a worker must have had nothing to do before it returns freed
+/// memory (not at every pause between events of a slow stream).
+const IDLE_RELEASE: Duration = Duration::from_millis(500);
+
 /// How long an idle loop sleeps at most, so heartbeats stay on time.
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 
@@ -124,7 +128,7 @@ impl Worker {
         let max = self.batch.max_size;
         let mut last_commit = Instant::now();
         let mut paused = false;
-        let mut idle_collected = true;
+        let (mut last_busy, mut idle_collected) = (Instant::now(), true);
         while !shutdown.is_cancelled() {
             if last_commit.elapsed() >= self.commit_interval {
                 last_commit = Instant::now();
@@ -173,12 +177,13 @@ impl Worker {
                     _ = shutdown.cancelled() => return Ok(()),
                 };
                 let got = polled.deliveries.len();
-                if got == 0 && inflight.is_empty() && !idle_collected {
-                    idle_collected = true;
-                    crate::memory::release_free();
-                }
                 if got > 0 {
-                    idle_collected = false;
+                    (last_busy, idle_collected) = (Instant::now(), false);
+                } else if !idle_collected && inflight.is_empty() && last_busy.elapsed() >= IDLE_RELEASE {
+                    // A burst is over: hand what it freed back to the OS.
+                    idle_collected = true;
+                    inflight.shrink();
+                    crate::memory::release_free();
                 }
                 for d in polled.deliveries {
                     inflight.add(d, Instant::now());
