@@ -327,21 +327,21 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Waits until the idle worker's resident memory has stopped falling for a
-/// second (at most 15 s): the allocator returns what the drain freed in
-/// steps over a few seconds, and the paced run is meant to start from a
-/// settled worker.
+/// Waits until the idle worker's resident memory has stopped falling for
+/// two seconds (at most 20 s): the worker returns what the drain freed once
+/// it has been idle for half a second, the allocator in steps after that,
+/// and the paced run is meant to start from a settled worker.
 async fn settle(pid: u32) {
     let rss = || rss_parts_kib(pid).map(|(a, f)| a + f).unwrap_or(0);
     let (mut low, mut quiet) = (rss(), 0);
-    for _ in 0..60 {
+    for _ in 0..80 {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = rss();
         if now + 256 < low {
             (low, quiet) = (now, 0);
         } else {
             quiet += 1;
-            if quiet >= 4 {
+            if quiet >= 8 {
                 return;
             }
         }
