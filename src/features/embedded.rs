@@ -106,7 +106,7 @@ impl EmbeddedStore {
             let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
             let err = |source| store_err(&store, source);
             if cache.enabled() {
-                cache.sync(conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(err)?);
+                cache.sync(data_version(&conn).map_err(err)?);
             }
             let mut out: Vec<Option<Row>> = vec![None; keys.len()];
             // Each distinct uncached key is asked for once; its row lands at
@@ -172,7 +172,7 @@ impl EmbeddedStore {
             return Ok(None);
         }
         // Reads the WAL index in shared memory; it does not wait on writers.
-        let version = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).map_err(|e| store_err(&self.name, e))?;
+        let version = data_version(&conn).map_err(|e| store_err(&self.name, e))?;
         cache.sync(version);
         let mut out = Vec::with_capacity(keys.len());
         for k in keys {
@@ -183,6 +183,12 @@ impl EmbeddedStore {
         }
         Ok(Some(out))
     }
+}
+
+/// Changes whenever another connection commits to the store. Prepared once
+/// per connection: it runs every batch, and parsing it was most of its cost.
+fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")?.query_row([], |r| r.get(0))
 }
 
 fn store_err(store: &str, source: rusqlite::Error) -> FeatureError {

@@ -230,7 +230,8 @@ impl Plan {
         let traceparent = std::str::from_utf8(&traceparent).unwrap_or_default();
         let key = cause.partition_key().as_bytes().to_vec();
         let correlation = cause.extensions.get("correlationid").unwrap_or(&cause.id);
-        let schema_version = schema_version.to_string();
+        let mut version_buf = itoa::Buffer::new();
+        let schema_version = version_buf.format(schema_version);
         let mut headers = Headers::with_capacity(640);
         let mut h = |name: &str, value: &str| headers.push(name, value.as_bytes());
         h("ce_specversion", "1.0");
@@ -251,7 +252,7 @@ impl Plan {
         // Extensions in name order, as `Event::to_record` writes them.
         h("ce_causationid", &cause.id);
         h("ce_correlationid", correlation);
-        h("ce_inputschemaversion", &schema_version);
+        h("ce_inputschemaversion", schema_version);
         h("ce_modelname", &self.model.name);
         h("ce_modelversion", &self.model.version);
         h("ce_partitionkey", cause.partition_key());
