@@ -2,8 +2,9 @@
 //!
 //! mimalloc (the `override` build, so it is every allocator in the process)
 //! returns a page to the OS only after the thread that allocated from it
-//! has collected it, which an idle thread does not do on its own. After a
-//! backlog drain the worker's thread is asked to collect at once.
+//! has collected it, which an idle thread does not do on its own. Once a
+//! worker has been idle for half a second (a backlog drained), its thread
+//! collects at once (`Worker::serve`).
 //!
 //! Records fetched on the blocking pool's threads stay with those threads
 //! until they allocate again or exit; waking each pool thread to collect

@@ -160,9 +160,7 @@ impl EmbeddedStore {
         .await
         .map_err(|e| FeatureError::Task(e.to_string()))?
     }
-}
 
-impl EmbeddedStore {
     /// Every key's row when all of them are cached and the store has not
     /// changed since; `None` when any is not (or the store is busy).
     fn all_cached(&self, keys: &[String]) -> Result<Option<Vec<Option<Row>>>, FeatureError> {

@@ -34,7 +34,8 @@ pub struct Slot {
 
 /// One partition's events in offset order. A bus hands out offsets in
 /// increasing order, so an add pushes at the back and a commit pops from the
-/// front; lookups are binary searches. (A `BTreeMap` moved these slots of
+/// front; a lookup indexes by the distance from the first offset, and
+/// searches only when offsets have gaps. (A `BTreeMap` moved these slots of
 /// about 250 bytes around its nodes on every insert and removal: about
 /// 1,500 instructions per event under callgrind.)
 #[derive(Default)]
