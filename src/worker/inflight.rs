@@ -136,7 +136,9 @@ impl InFlight {
     /// batch over thousands of slots, so it allocates only the key set.
     fn runnable<'a>(&'a self, max: usize, now: Instant, mut visit: impl FnMut(&'a TopicPartition, u64, &'a Slot)) {
         let mut n = 0;
-        let mut blocked: HashSet<&[u8], foldhash::fast::RandomState> = HashSet::default();
+        // Sized up front: growing it from empty rehashed ten times a call.
+        let mut blocked: HashSet<&[u8], foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(max.min(self.len), Default::default());
         for (tp, slots) in &self.parts {
             blocked.clear();
             for (off, slot) in slots.iter() {
