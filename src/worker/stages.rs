@@ -44,7 +44,9 @@ impl StageError {
 
 struct Live {
     idx: usize,
-    event: Event,
+    /// Boxed: the stages below filter `Live`s from one vector into the next,
+    /// and moving a 300-byte event each time cost more than the box.
+    event: Box<Event>,
     schema_version: u32,
     entity: Option<String>,
     features: Row,
@@ -89,7 +91,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
                 continue;
             }
         };
-        live.push(Live { idx, event, schema_version, entity, features: Row::from([]) });
+        live.push(Live { idx, event: Box::new(event), schema_version, entity, features: Row::from([]) });
     }
 
     // dedup: drop events whose result was already emitted

@@ -119,7 +119,13 @@ pub(crate) fn fetch(c: &Connection, tp: &TopicPartition, from: u64, max: usize) 
             attempts: None,
         })
     })?;
-    rows.collect()
+    // Sized up front: collecting grew the vector by doubling, copying the
+    // deliveries read so far at each step.
+    let mut out = Vec::with_capacity(max.min(4096));
+    for row in rows {
+        out.push(row?);
+    }
+    Ok(out)
 }
 
 /// Deletes old records of retained topics: older than `min_ts` (ms), and
