@@ -245,11 +245,7 @@ impl Event {
         }
     }
 
-    /// Decodes a record in binary or structured mode.
-    pub fn from_record(rec: &Record) -> Result<Event, EventError> {
-        Self::from_binary(rec)
-    }
-
+    /// A structured-mode record: its value is the whole event as JSON.
     fn from_structured_record(rec: &Record) -> Result<Event, EventError> {
         let v: Value = serde_json::from_slice(&rec.value).map_err(|e| EventError::DataNotJson(e.to_string()))?;
         let Value::Object(map) = v else {
@@ -258,6 +254,8 @@ impl Event {
         Self::from_structured(map)
     }
 
+    /// Decodes a record in binary or structured mode.
+    ///
     /// Binary mode, straight from the headers: this runs for every event a
     /// worker reads, so it builds no intermediate JSON map and walks the
     /// headers once, `content-type` included (a structured-mode record is
@@ -265,7 +263,7 @@ impl Event {
     /// header on it is not an error). Semantics match
     /// [`Event::from_structured`]: a later duplicate header wins, and the
     /// `content-type` header is the data content type.
-    fn from_binary(rec: &Record) -> Result<Event, EventError> {
+    pub fn from_record(rec: &Record) -> Result<Event, EventError> {
         let (mut id, mut source, mut ty, mut spec, mut time, mut traceparent) = (None, None, None, None, None, None);
         let (mut subject, mut dct, mut dataschema, mut tracestate, mut ct) = (None, None, None, None, None);
         let mut extensions = BTreeMap::new();
@@ -418,9 +416,7 @@ impl TraceParent {
     pub fn trace_id_hex(&self) -> String {
         hex::encode(self.trace_id)
     }
-}
 
-impl TraceParent {
     /// The header value, `00-<trace id>-<span id>-<flags>`, built on the
     /// stack: this runs for every result, and going through `format!` cost
     /// more than the rest of the header put together.
