@@ -179,7 +179,8 @@ impl EmbeddedConsumer {
                     if out.len() >= max {
                         break;
                     }
-                    out.extend(fetch(c, tp, *from, max - out.len()).map_err(|e| store::store_err(&path, e))?);
+                    let room = max - out.len();
+                    fetch(c, tp, *from, room, &mut out).map_err(|e| store::store_err(&path, e))?;
                 }
                 Ok(out)
             })

@@ -97,10 +97,18 @@ pub(crate) fn append(
     Ok(out)
 }
 
-/// Reads up to `max` records of one partition from offset `from`.
-pub(crate) fn fetch(c: &Connection, tp: &TopicPartition, from: u64, max: usize) -> rusqlite::Result<Vec<Delivery>> {
+/// Appends up to `max` records of one partition, from offset `from`, to
+/// `out`. A poll reads several partitions into one batch, so they go
+/// straight into it rather than through a vector per partition.
+pub(crate) fn fetch(
+    c: &Connection,
+    tp: &TopicPartition,
+    from: u64,
+    max: usize,
+    out: &mut Vec<Delivery>,
+) -> rusqlite::Result<()> {
     let Some(id) = id_of(c, &tp.topic, tp.partition)? else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     let mut st = c.prepare_cached(&format!(
         "SELECT off, ts, key, headers, value FROM {} WHERE off >= ?1 ORDER BY off LIMIT ?2",
@@ -119,13 +127,10 @@ pub(crate) fn fetch(c: &Connection, tp: &TopicPartition, from: u64, max: usize) 
             attempts: None,
         })
     })?;
-    // Sized up front: collecting grew the vector by doubling, copying the
-    // deliveries read so far at each step.
-    let mut out = Vec::with_capacity(max.min(4096));
     for row in rows {
         out.push(row?);
     }
-    Ok(out)
+    Ok(())
 }
 
 /// Deletes old records of retained topics: older than `min_ts` (ms), and
@@ -198,6 +203,12 @@ mod tests {
         (dir, c)
     }
 
+    fn fetch_vec(c: &Connection, tp: &TopicPartition, from: u64, max: usize) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        fetch(c, tp, from, max, &mut out).unwrap();
+        out
+    }
+
     fn rec(key: &str, value: &str) -> Record {
         Record { key: Some(key.into()), headers: Headers::from_pairs([("h", key)]), value: value.into() }
     }
@@ -208,10 +219,10 @@ mod tests {
         let out = append(&c, "t", 1, vec![rec("a", "1"), rec("b", "2"), rec("c", "3")], 0).unwrap();
         assert_eq!(out, vec![(0, 0), (0, 1), (0, 2)]);
         let tp = TopicPartition { topic: "t".into(), partition: 0 };
-        let got = fetch(&c, &tp, 1, 10).unwrap();
+        let got = fetch_vec(&c, &tp, 1, 10);
         assert_eq!(got.iter().map(|d| d.offset).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(got[0].record, rec("b", "2"));
-        assert!(fetch(&c, &TopicPartition { topic: "never".into(), partition: 0 }, 0, 10).unwrap().is_empty());
+        assert!(fetch_vec(&c, &TopicPartition { topic: "never".into(), partition: 0 }, 0, 10).is_empty());
     }
 
     #[test]
@@ -221,7 +232,7 @@ mod tests {
         append(&c, "t", 1, (0..5).map(|i| rec("k", &i.to_string())).collect(), 0).unwrap();
         enforce_retention(&c, None, Some(2)).unwrap();
         let tp = TopicPartition { topic: "t".into(), partition: 0 };
-        assert_eq!(fetch(&c, &tp, 0, 10).unwrap().iter().map(|d| d.offset).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(fetch_vec(&c, &tp, 0, 10).iter().map(|d| d.offset).collect::<Vec<_>>(), vec![3, 4]);
         let next = append(&c, "t", 1, vec![rec("k", "5")], 0).unwrap();
         assert_eq!(next, vec![(0, 5)], "offsets are never reused after deletion");
     }
@@ -245,7 +256,7 @@ mod tests {
         }
         let c = store::open(dir.path(), crate::config::SyncMode::Normal).unwrap();
         let tp = TopicPartition { topic: "t".into(), partition: 1 };
-        let got = fetch(&c, &tp, 0, 10).unwrap();
+        let got = fetch_vec(&c, &tp, 0, 10);
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].offset, got[0].timestamp_ms), (7, 5));
         assert_eq!(got[0].record.value, b"{}");

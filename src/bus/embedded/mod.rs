@@ -198,7 +198,8 @@ impl EmbeddedFollower {
                         break;
                     }
                     let tp = TopicPartition { topic: topic.as_str().into(), partition: p as u32 };
-                    out.extend(fetch(c, &tp, *from, max - out.len()).map_err(|e| store::store_err(&path, e))?);
+                    let room = max - out.len();
+                    fetch(c, &tp, *from, room, &mut out).map_err(|e| store::store_err(&path, e))?;
                 }
                 Ok(out)
             })
