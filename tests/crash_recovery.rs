@@ -38,14 +38,7 @@ async fn a_crash_during_retries_resumes_the_attempt_count() {
     let e = Generator::new(5, 0.0).claim(chrono::Utc::now());
     bus.publish("claims", vec![e.to_record()]).await.unwrap();
     let spawn = |log: &str| {
-        let log = std::fs::File::create(c.dir.path().join(log)).unwrap();
-        common::modelbus()
-            .args(["run", "--config"])
-            .arg(&c.config_path)
-            .env("MODELBUS_FAULTS", "features.lookup=transient")
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        common::spawn_worker_with(&c.config_path, &c.dir.path().join(log), &[("MODELBUS_FAULTS", "features.lookup=transient")])
     };
     let mut first = spawn("first.log");
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -156,16 +156,9 @@ async fn a_poison_event_is_dead_lettered_once_after_max_attempts_across_a_rebala
 
     let spawn = |name: &str| {
         let log = c.dir.path().join(name);
-        let child = common::modelbus()
-            .args(["run", "--config"])
-            .arg(&c.config_path)
-            .env("RUST_LOG", "info,modelbus::worker=debug")
-            // The feature store is down for good: every attempt fails transiently.
-            .env("MODELBUS_FAULTS", "features.lookup=transient")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        // The feature store is down for good: every attempt fails transiently.
+        let env = [("RUST_LOG", "info,modelbus::worker=debug"), ("MODELBUS_FAULTS", "features.lookup=transient")];
+        let child = common::spawn_worker_with(&c.config_path, &log, &env);
         (child, log)
     };
     let (a, log_a) = spawn("a.log");
@@ -417,15 +410,8 @@ async fn at_its_in_flight_limit_the_worker_pauses_the_bus_and_resumes_losing_and
     // The first three feature lookups fail: the first two batches wait for
     // their retries, which fills the in-flight table with nothing to commit.
     let log = c.dir.path().join("w.log");
-    let mut w = common::modelbus()
-        .args(["run", "--config"])
-        .arg(&c.config_path)
-        .env("RUST_LOG", "info,modelbus::worker=debug")
-        .env("MODELBUS_FAULTS", "features.lookup=transient*3")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let env = [("RUST_LOG", "info,modelbus::worker=debug"), ("MODELBUS_FAULTS", "features.lookup=transient*3")];
+    let mut w = common::spawn_worker_with(&c.config_path, &log, &env);
     let want: HashSet<String> = events.iter().map(|e| e.id.clone()).collect();
     let results =
         kafka::read_covering(&bus, &n.results, &want, |d| header(d, "ce_causationid"), Duration::from_secs(120)).await;

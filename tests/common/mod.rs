@@ -86,11 +86,18 @@ pub fn modelbus() -> Command {
 
 /// `modelbus run --config` as a child process, logging to a file.
 pub fn spawn_worker(config: &Path, log: &Path) -> Child {
+    spawn_worker_with(config, log, &[])
+}
+
+/// [`spawn_worker`] with extra environment variables (`RUST_LOG`, or
+/// `MODELBUS_FAULTS` to inject failures); they override the defaults.
+pub fn spawn_worker_with(config: &Path, log: &Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::File::create(log).unwrap();
     modelbus()
         .args(["run", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
