@@ -139,7 +139,10 @@ pub struct EmbeddedBusConfig {
     pub session_timeout: Duration,
     #[serde(with = "duration::req")]
     pub heartbeat_interval: Duration,
-    /// How often an idle consumer looks for new records written by another process.
+    /// How often an idle consumer looks for new records written by another
+    /// process when nothing woke it. On Linux a write by any process wakes
+    /// it at once (an inotify watch on the WAL, see `bus::embedded::wake`),
+    /// so this is only the fallback.
     #[serde(with = "duration::req")]
     pub poll_interval: Duration,
     /// `normal` survives a process crash (kill -9); `full` also survives
@@ -155,7 +158,7 @@ impl Default for EmbeddedBusConfig {
             retention_records: None,
             session_timeout: Duration::from_secs(6),
             heartbeat_interval: Duration::from_millis(500),
-            poll_interval: Duration::from_millis(1),
+            poll_interval: Duration::from_millis(50),
             sync: SyncMode::Normal,
         }
     }

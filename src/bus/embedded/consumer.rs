@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use super::wake::WalWatch;
 use super::{append, blocking, ensure_topic, fetch, log, store, Shared};
 use crate::bus::{AttemptState, BusError, Commit, CommitOutcome, Polled, Rebalance, TopicPartition};
 
@@ -48,6 +49,8 @@ pub struct EmbeddedConsumer {
     /// commit once what was done on them is committed.
     releasing: Vec<TopicPartition>,
     next_partition: usize,
+    /// Wakes an idle poll when another process writes (None: poll only).
+    wal: Option<WalWatch>,
 }
 
 impl EmbeddedConsumer {
@@ -63,8 +66,10 @@ impl EmbeddedConsumer {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
+        let path = shared.dir.join(store::FILE_NAME);
         let mut c = EmbeddedConsumer {
-            path: shared.dir.join(store::FILE_NAME),
+            wal: WalWatch::new(&path),
+            path,
             shared,
             conn,
             group: group.to_string(),
@@ -160,6 +165,9 @@ impl EmbeddedConsumer {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.shared.notify.notified();
+            if let Some(w) = &mut self.wal {
+                w.clear();
+            }
             let mut parts: Vec<(TopicPartition, u64)> = self
                 .owned
                 .iter()
@@ -197,8 +205,9 @@ impl EmbeddedConsumer {
             if !batch.is_empty() || tokio::time::Instant::now() >= deadline {
                 return Ok(Polled { deliveries: batch });
             }
-            let nap = self.shared.cfg.poll_interval.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-            let _ = tokio::time::timeout(nap, notified).await;
+            let cfg = &self.shared.cfg;
+            let nap = cfg.poll_interval.min(cfg.heartbeat_interval).min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            super::wake::nap(nap, notified, self.wal.as_mut()).await;
             // Keep heartbeating while idle; the worker hears of revocations
             // at its next `maintain`.
             let reb = self.heartbeat(false).await?;

@@ -6,6 +6,7 @@
 mod consumer;
 mod log;
 pub(crate) mod store;
+mod wake;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -158,6 +159,7 @@ impl EmbeddedBus {
             path: self.shared.dir.join(store::FILE_NAME),
             notify: self.shared.notify.clone(),
             poll: self.shared.cfg.poll_interval,
+            wal: wake::WalWatch::new(&self.shared.dir.join(store::FILE_NAME)),
         })
     }
 }
@@ -183,6 +185,7 @@ pub struct EmbeddedFollower {
     path: PathBuf,
     notify: Arc<Notify>,
     poll: Duration,
+    wal: Option<wake::WalWatch>,
 }
 
 impl EmbeddedFollower {
@@ -190,6 +193,9 @@ impl EmbeddedFollower {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = self.notify.notified();
+            if let Some(w) = &mut self.wal {
+                w.clear();
+            }
             let (topic, positions, path) = (self.topic.clone(), self.positions.clone(), self.path.clone());
             let batch = blocking(&self.conn, move |c| {
                 let mut out = Vec::new();
@@ -211,8 +217,8 @@ impl EmbeddedFollower {
             if !batch.is_empty() || now >= deadline {
                 return Ok(batch);
             }
-            let nap = self.poll.max(Duration::from_millis(5)).min(deadline - now);
-            let _ = tokio::time::timeout(nap, notified).await;
+            let nap = self.poll.min(deadline - now);
+            wake::nap(nap, notified, self.wal.as_mut()).await;
         }
     }
 }
