@@ -111,14 +111,6 @@ enum FeaturesCommand {
     },
 }
 
-/// Threads for blocking work; see the runtime builder in `main`.
-/// `MODELBUS_BLOCKING_THREADS` overrides it.
-const BLOCKING_THREADS: usize = 4;
-
-fn blocking_threads() -> usize {
-    std::env::var("MODELBUS_BLOCKING_THREADS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(BLOCKING_THREADS)
-}
-
 fn main() -> ExitCode {
     tune_allocator();
     modelbus::sqlite_config::configure();
@@ -137,7 +129,7 @@ fn main() -> ExitCode {
         // ten threads alive, each with its own allocator heap and stack:
         // 2-5 MiB of resident memory and colder caches. Tasks beyond the
         // limit queue; none of them waits on another blocking task.
-        .max_blocking_threads(blocking_threads())
+        .max_blocking_threads(modelbus::memory::blocking_threads())
         .enable_all()
         .build() {
         Ok(rt) => rt,

@@ -183,7 +183,7 @@ impl Worker {
                     // A burst is over: hand what it freed back to the OS.
                     idle_collected = true;
                     inflight.shrink();
-                    crate::memory::release_free();
+                    crate::memory::release_free_with_pool().await;
                 }
                 for d in polled.deliveries {
                     inflight.add(d, Instant::now());
