@@ -12,7 +12,8 @@
 //! most a few pending; they are drained before each look at the store, and
 //! a write after that look makes the descriptor readable again. Where the
 //! watch cannot be set up (inotify limits, no WAL file yet), consumers fall
-//! back to polling.
+//! back to polling every `poll_interval` (50 ms by default), with a warning
+//! in the log.
 
 use std::path::Path;
 use std::time::Duration;
