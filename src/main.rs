@@ -124,11 +124,8 @@ fn main() -> ExitCode {
         _ => "info,tract_onnx=error",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        // Blocking work (SQLite, inference, Kafka commits) is sequential per
-        // worker loop. With tokio's default of 512, hand-off races kept about
-        // ten threads alive, each with its own allocator heap and stack:
-        // 2-5 MiB of resident memory and colder caches. Tasks beyond the
-        // limit queue; none of them waits on another blocking task.
+        // Why so few: see `memory::blocking_threads`. Tasks beyond the limit
+        // queue; none of them waits on another blocking task.
         .max_blocking_threads(modelbus::memory::blocking_threads())
         .enable_all()
         .build() {

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use super::wake::WalWatch;
-use super::{append, blocking, ensure_topic, fetch, log, store, Shared};
+use super::{append, blocking, ensure_topic, fetch_batch, log, store, Shared};
 use crate::bus::{AttemptState, BusError, Commit, CommitOutcome, Polled, Rebalance, TopicPartition};
 
 #[derive(Debug, Clone)]
@@ -181,18 +181,8 @@ impl EmbeddedConsumer {
                 self.next_partition = self.next_partition.wrapping_add(1);
             }
             let path = self.path.clone();
-            let mut batch = blocking(&self.conn, move |c| {
-                let mut out = Vec::new();
-                for (tp, from) in &parts {
-                    if out.len() >= max {
-                        break;
-                    }
-                    let room = max - out.len();
-                    fetch(c, tp, *from, room, &mut out).map_err(|e| store::store_err(&path, e))?;
-                }
-                Ok(out)
-            })
-            .await?;
+            let mut batch =
+                blocking(&self.conn, move |c| fetch_batch(c, parts, max).map_err(|e| store::store_err(&path, e))).await?;
             for d in &mut batch {
                 if let Some(o) = self.owned.get_mut(&d.tp) {
                     o.position = o.position.max(d.offset + 1);

@@ -97,10 +97,28 @@ pub(crate) fn append(
     Ok(out)
 }
 
+/// One batch of up to `max` records from several partitions, each read
+/// from its offset, in the order given.
+pub(crate) fn fetch_batch(
+    c: &Connection,
+    parts: impl IntoIterator<Item = (TopicPartition, u64)>,
+    max: usize,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let mut out = Vec::new();
+    for (tp, from) in parts {
+        if out.len() >= max {
+            break;
+        }
+        let room = max - out.len();
+        fetch(c, &tp, from, room, &mut out)?;
+    }
+    Ok(out)
+}
+
 /// Appends up to `max` records of one partition, from offset `from`, to
 /// `out`. A poll reads several partitions into one batch, so they go
 /// straight into it rather than through a vector per partition.
-pub(crate) fn fetch(
+fn fetch(
     c: &Connection,
     tp: &TopicPartition,
     from: u64,

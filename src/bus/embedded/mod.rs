@@ -20,7 +20,7 @@ pub use consumer::EmbeddedConsumer;
 pub use store::short_waits;
 
 use super::{BusError, Delivery, ReadFrom, TopicPartition};
-use log::{append, fetch, head};
+use log::{append, fetch_batch, head};
 use crate::config::EmbeddedBusConfig;
 use crate::event::Record;
 
@@ -194,16 +194,11 @@ impl EmbeddedFollower {
             let notified = self.notify.notified();
             let (topic, positions, path) = (self.topic.clone(), self.positions.clone(), self.path.clone());
             let batch = blocking(&self.conn, move |c| {
-                let mut out = Vec::new();
-                for (p, from) in positions.iter().enumerate() {
-                    if out.len() >= max {
-                        break;
-                    }
-                    let tp = TopicPartition { topic: topic.as_str().into(), partition: p as u32 };
-                    let room = max - out.len();
-                    fetch(c, &tp, *from, room, &mut out).map_err(|e| store::store_err(&path, e))?;
-                }
-                Ok(out)
+                let parts = positions
+                    .iter()
+                    .enumerate()
+                    .map(|(p, from)| (TopicPartition { topic: topic.as_str().into(), partition: p as u32 }, *from));
+                fetch_batch(c, parts, max).map_err(|e| store::store_err(&path, e))
             })
             .await?;
             for d in &batch {
