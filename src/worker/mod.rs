@@ -177,8 +177,10 @@ impl Worker {
                     _ = shutdown.cancelled() => return Ok(()),
                 };
                 let got = polled.deliveries.len();
+                // One clock read for the whole poll: its records arrived together.
+                let arrived = Instant::now();
                 if got > 0 {
-                    (last_busy, idle_collected) = (Instant::now(), false);
+                    (last_busy, idle_collected) = (arrived, false);
                 } else if !idle_collected && inflight.is_empty() && last_busy.elapsed() >= IDLE_RELEASE {
                     // A burst is over: hand what it freed back to the OS.
                     idle_collected = true;
@@ -186,7 +188,7 @@ impl Worker {
                     crate::memory::release_free_with_pool().await;
                 }
                 for d in polled.deliveries {
-                    inflight.add(d, Instant::now());
+                    inflight.add(d, arrived);
                 }
                 self.stats.received.fetch_add(got as u64, Ordering::Relaxed);
                 if got == 0 {

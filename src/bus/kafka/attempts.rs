@@ -20,11 +20,10 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Message;
-use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
-use super::{kerr, produce_all};
+use super::{kerr, Producer};
 use crate::bus::{AttemptState, BusError, TopicPartition};
 use crate::event::Record;
 
@@ -48,7 +47,7 @@ struct LogState {
 pub struct AttemptLog {
     topic: String,
     member: String,
-    producer: FutureProducer,
+    producer: Producer,
     state: Arc<Mutex<LogState>>,
     stop: Arc<AtomicBool>,
     syncs: u64,
@@ -69,7 +68,7 @@ fn parse_key(k: &str) -> Option<(TopicPartition, u64)> {
 
 impl AttemptLog {
     /// Starts following `topic` (partition 0, from the beginning).
-    pub fn start(reader: BaseConsumer, topic: &str, member: &str, producer: FutureProducer) -> Result<AttemptLog, BusError> {
+    pub fn start(reader: BaseConsumer, topic: &str, member: &str, producer: Producer) -> Result<AttemptLog, BusError> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(topic, 0, Offset::Beginning).map_err(kerr("assign attempts log"))?;
         reader.assign(&tpl).map_err(kerr("assign attempts log"))?;
@@ -90,7 +89,7 @@ impl AttemptLog {
         self.syncs += 1;
         let marker = format!("sync|{}|{}", self.member, self.syncs);
         let rec = Record { key: Some(marker.clone().into_bytes()), headers: Default::default(), value: b"sync".to_vec() };
-        produce_all(&self.producer, &self.topic, Some(0), &[rec], false).await?;
+        self.producer.produce_all(&self.topic, Some(0), &[rec], false).await?;
         let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
         loop {
             if self.lock().markers.remove(&marker) {
@@ -141,7 +140,7 @@ impl AttemptLog {
         if records.is_empty() {
             return Ok(());
         }
-        produce_all(&self.producer, &self.topic, Some(0), &records, true).await.map(|_| ())
+        self.producer.produce_all(&self.topic, Some(0), &records, true).await.map(|_| ())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, LogState> {

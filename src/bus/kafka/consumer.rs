@@ -21,7 +21,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::attempts::AttemptLog;
-use super::{kerr, produce_all, recv_batch, KafkaBus, Role, SetIfAbsent};
+use super::{kerr, recv_batch, KafkaBus, Producer, Role, SetIfAbsent};
 use crate::bus::{BusError, Commit, CommitOutcome, Delivery, Polled, Rebalance, TopicPartition};
 use crate::error::{Classify, ErrorClass};
 
@@ -107,7 +107,7 @@ impl ConsumerContext for GroupContext {
 
 pub struct KafkaConsumer {
     consumer: Arc<StreamConsumer<GroupContext>>,
-    producer: rdkafka::producer::FutureProducer,
+    producer: Producer,
     attempts: AttemptLog,
     member: String,
     /// The context's epoch as last reported by `maintain`.
@@ -317,7 +317,7 @@ impl KafkaConsumer {
             }
         }
         for (topic, records) in &dead {
-            produce_all(&self.producer, topic, None, records, false).await?;
+            self.producer.produce_all(topic, None, records, false).await?;
         }
         self.attempts.write(&upserts, &offsets).await?;
         if !offsets.is_empty() {
