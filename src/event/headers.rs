@@ -133,9 +133,16 @@ fn put_varint(buf: &mut Vec<u8>, mut n: usize) {
 }
 
 /// A varint at `*at`, advancing past it; None when truncated or over 32 bits.
+#[inline]
 fn get_varint(b: &[u8], at: &mut usize) -> Option<usize> {
-    let mut n: u64 = 0;
-    for shift in (0..35).step_by(7) {
+    // Nearly every length is under 128: one byte.
+    let first = *b.get(*at)?;
+    *at += 1;
+    if first < 0x80 {
+        return Some(first as usize);
+    }
+    let mut n = u64::from(first & 0x7F);
+    for shift in (7..35).step_by(7) {
         let byte = *b.get(*at)?;
         *at += 1;
         n |= u64::from(byte & 0x7F) << shift;
@@ -216,6 +223,9 @@ impl Headers {
             self.buf.extend_from_slice(&MAGIC);
         }
         let code = code_of(name);
+        // One capacity check for the entry (code, two varints of at most
+        // five bytes, the bytes) instead of one per piece.
+        self.buf.reserve(11 + value.len() + if code == 0 { name.len() } else { 0 });
         self.buf.push(code);
         if code == 0 {
             put_varint(&mut self.buf, name.len());
@@ -227,9 +237,13 @@ impl Headers {
 
     /// The value of the first header called `name`.
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        // A well-known name is found by its code: no name bytes compared.
+        // A well-known name is found by its code, without comparing name
+        // bytes; `push` always codes it, but a buffer from elsewhere may
+        // spell it out, and that entry counts too.
         let code = code_of(name);
-        self.entries().find(|(c, k, _)| if code != 0 { *c == code } else { *c == 0 && *k == name.as_bytes() }).map(|(_, _, v)| v)
+        self.entries()
+            .find(|(c, k, _)| (code != 0 && *c == code) || (*c == 0 && *k == name.as_bytes()))
+            .map(|(_, _, v)| v)
     }
 
     /// Sets a header, replacing every earlier value of the same name.
@@ -426,6 +440,17 @@ mod tests {
         }
         assert_eq!(code_of("ce_unknown"), 0);
         assert_eq!(WELL_KNOWN.iter().collect::<std::collections::HashSet<_>>().len(), WELL_KNOWN.len(), "no name twice");
+    }
+
+    #[test]
+    fn a_spelled_out_well_known_name_is_found_too() {
+        let mut raw = MAGIC.to_vec();
+        raw.extend_from_slice(&[0, 5]);
+        raw.extend_from_slice(b"ce_id");
+        raw.extend_from_slice(&[1, b'7']);
+        let h = Headers::from_bytes(raw);
+        assert_eq!(h.get("ce_id"), Some(&b"7"[..]));
+        assert_eq!(h.iter().collect::<Vec<_>>(), vec![("ce_id", &b"7"[..])]);
     }
 
     #[test]
