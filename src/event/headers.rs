@@ -15,7 +15,7 @@
 //! names and fixed-width lengths were 300 of its 690 stored bytes, and
 //! every stored byte is written to the WAL, copied back by the checkpoint
 //! and read again by the next consumer. Format 2 stores a result's headers
-//! in about 340 bytes instead of 590. Short lengths, codes and the magic
+//! in about 300 bytes instead of 590. Short lengths, codes and the magic
 //! are all ASCII bytes, so an all-ASCII check of the buffer still proves
 //! every name and value is UTF-8 (see `Event::from_record`).
 //!
@@ -281,31 +281,18 @@ fn format2_prefix(buf: &[u8]) -> (usize, bool) {
     // A buffer that is all ASCII (the usual case) has only UTF-8 names; one
     // pass over it is cheaper than checking each literal name.
     let ascii = buf.is_ascii();
-    let mut names_utf8 = true;
-    let (mut end, mut at) = (MAGIC.len(), MAGIC.len());
-    while at < buf.len() {
-        let code = buf[at] as usize;
-        at += 1;
-        if code > WELL_KNOWN.len() {
-            break;
-        }
-        if code == 0 {
-            let Some(n) = get_varint(buf, &mut at) else { break };
-            let Some(name) = buf.get(at..at + n) else { break };
-            names_utf8 &= ascii || std::str::from_utf8(name).is_ok();
-            at += n;
-        }
-        let Some(n) = get_varint(buf, &mut at) else { break };
-        if buf.len() < at + n {
-            break;
-        }
-        at += n;
-        end = at;
+    let mut entries = Entries { buf, at: MAGIC.len() };
+    let (mut end, mut names_utf8) = (entries.at, true);
+    // `Entries` stops at the first truncated entry or unknown code.
+    while let Some((code, name, _)) = entries.next() {
+        names_utf8 &= ascii || code != 0 || std::str::from_utf8(name).is_ok();
+        end = entries.at;
     }
     (end, names_utf8)
 }
 
-/// Walks the entries of a valid format-2 buffer: (code, name bytes, value).
+/// Walks the entries of a format-2 buffer: (code, name bytes, value),
+/// stopping at the first truncated entry or unknown code.
 struct Entries<'a> {
     buf: &'a [u8],
     at: usize,
