@@ -2,7 +2,9 @@
 //! written the way a competent Python team writes it today
 //! (`scripts/kafka_baseline.py`: a batched confluent-kafka consumer,
 //! onnxruntime, commits after produce), in one run, on the same broker,
-//! model and events.
+//! model and events. A third run, `bench_floor`, does only the Kafka
+//! client's part of the same work, which no librdkafka-based worker can
+//! go below.
 //!
 //! Both workers drain the same backlog (each in its own group, pinned to
 //! core 0 while this process watches from core 1). Events/s and CPU per
@@ -55,6 +57,21 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     crate::bench::stop(&mut worker);
     let (ours_eps, ours_cpu) = ours?;
 
+    // the Kafka client alone: the same consume and produce of result-shaped
+    // records, with no processing (see `bench_floor`)
+    let floor_topic = format!("bench-floor-{tag}");
+    let mut floor_worker = on_core_0(std::env::current_exe()?)
+        .args(["bench-floor", "--config"])
+        .arg(&config_path)
+        .args(["--group", &format!("bench-floor-{tag}"), "--topic", &input, "--template-topic", &results])
+        .args(["--result-topic", &floor_topic, "--count", &n.to_string(), "--batch", &args.batch.to_string()])
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the floor process")?;
+    let floor = drain(&bus, &floor_topic, n, floor_worker.id()).await;
+    crate::bench::stop(&mut floor_worker);
+    let (floor_eps, floor_cpu) = floor?;
+
     // the Python baseline, same events, its own group and result topic
     let script = std::env::current_dir()?.join("scripts/kafka_baseline.py");
     if !args.python.exists() || !script.exists() {
@@ -85,6 +102,7 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
 
     println!("\n{:<44} {:>12} {:>14} {:>16}", "", "events/s", "CPU µs/event", "excl. inference");
     println!("{:<44} {:>12.0} {:>14.2} {:>16.2}", "modelbus on Kafka (one core)", ours_eps, ours_cpu, ours_cpu - infer_us);
+    println!("{:<44} {:>12.0} {:>14.2} {:>16}", "Kafka client alone (consume + produce, no work)", floor_eps, floor_cpu, "-");
     println!("{:<44} {:>12.0} {:>14.2} {:>16.2}", "Python: confluent-kafka + onnxruntime", py_eps, py_cpu, py_cpu - py_infer);
     println!(
         "\nratios modelbus/Python: events/s {:.2}x, CPU per event {:.3} (target <= 0.1), excl. inference {:.3}",
@@ -93,6 +111,11 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
         (ours_cpu - infer_us) / (py_cpu - py_infer)
     );
     println!("modelbus CPU per event on top of inference: {:.2} µs (target <= 6 µs; inference {infer_us:.2} µs/row)", ours_cpu - infer_us);
+    println!(
+        "Kafka client alone: {floor_cpu:.2} µs/event = {:.3} of Python's CPU per event; modelbus's own work on top of it: {:.2} µs/event",
+        floor_cpu / py_cpu,
+        ours_cpu - floor_cpu
+    );
     Ok(())
 }
 

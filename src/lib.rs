@@ -22,10 +22,12 @@
 //! - [`memory`] — returning freed memory to the OS after a burst.
 //! - [`example`] — the claims example built into the binary, and its event generator.
 //! - [`demo`] and [`bench`] — the claims example end to end, and its measurements;
-//!   [`bench_kafka`] compares modelbus on Kafka with a Python worker.
+//!   [`bench_kafka`] compares modelbus on Kafka with a Python worker, and with
+//!   [`bench_floor`], the Kafka client's own cost per event.
 
 pub mod app;
 pub mod bench;
+pub mod bench_floor;
 pub mod bench_kafka;
 pub mod bus;
 pub mod config;

@@ -96,6 +96,9 @@ enum Command {
     Demo(modelbus::demo::DemoArgs),
     /// Measure throughput, latency, inference speed and CPU per event with the claims model.
     Bench(modelbus::bench::BenchArgs),
+    /// (For `bench --kafka`.) Consume and produce result-shaped records with no processing.
+    #[command(hide = true)]
+    BenchFloor(modelbus::bench_floor::FloorArgs),
 }
 
 #[derive(Subcommand)]
@@ -120,7 +123,7 @@ fn main() -> ExitCode {
     modelbus::telemetry::init_tracing(match &cli.command {
         // The demo and bench print their own summaries; progress bars and
         // log lines would interleave.
-        Command::Demo(_) | Command::Bench(_) => "warn,tract_onnx=error",
+        Command::Demo(_) | Command::Bench(_) | Command::BenchFloor(_) => "warn,tract_onnx=error",
         _ => "info,tract_onnx=error",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -157,5 +160,6 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Schema { command } => cli::schema::schema(command),
         Command::Demo(args) => modelbus::demo::run(args).await.map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => modelbus::bench::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::BenchFloor(args) => modelbus::bench_floor::run(args).await.map(|_| ExitCode::SUCCESS),
     }
 }
