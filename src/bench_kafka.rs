@@ -26,7 +26,7 @@ use crate::model::Model;
 
 pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new().prefix("modelbus-bench-kafka-").tempdir()?;
-    let dir = tmp.path();
+    let dir = &args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let config_path = example::write_to(dir)?;
     let names = example::use_kafka(&config_path, brokers)?;
     let (input, results) = (names.input, names.results);
