@@ -1,8 +1,8 @@
 //! The claims worker on a real Kafka-protocol broker: interop with a
 //! third-party client in both content modes, graceful shutdown, replay from
 //! the Kafka dead-letter topic, retries that survive a rebalance, topics
-//! refused when they may not be created, the HTTP endpoint, and backpressure
-//! (pause and resume at the in-flight limit).
+//! refused when they may not be created, the HTTP endpoint, backpressure
+//! (pause and resume at the in-flight limit), and cooperative rebalancing.
 
 mod common;
 
@@ -439,4 +439,81 @@ async fn at_its_in_flight_limit_the_worker_pauses_the_bus_and_resumes_losing_and
     assert!(pauses >= 1, "the worker paused at its limit:\n{body}\n{text}");
     assert!(text.contains("in-flight limit reached: bus paused"), "{text}");
     assert!(body.contains("modelbus_retries_total{worker=\"claims-risk\",stage=\"features\""), "{body}");
+}
+
+/// How many partitions the `field=[...]` list of one `rebalance` log line names.
+fn partitions_in(line: &str, field: &str) -> usize {
+    line.split(&format!("{field}=[")).nth(1).and_then(|r| r.split(']').next()).map_or(0, |r| r.matches("partition:").count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_cooperative_rebalancing_a_joining_worker_takes_only_its_share_and_nothing_is_lost_or_repeated() {
+    let n = kafka::names("coop");
+    let c = kafka::claims(&n, "");
+    let text = std::fs::read_to_string(&c.config_path).unwrap().replacen(
+        "\"fetch.wait.max.ms\" = \"10\"",
+        "\"fetch.wait.max.ms\" = \"10\"\n\"partition.assignment.strategy\" = \"cooperative-sticky\"",
+        1,
+    );
+    assert!(text.contains("cooperative-sticky"), "{text}");
+    std::fs::write(&c.config_path, text).unwrap();
+    let bus = Bus::open(&c.config).unwrap();
+    bus.ensure_topic(&n.input, true).await.unwrap();
+    let mut g = Generator::new(43, 0.0);
+    let mut ids = HashSet::new();
+    let mut publish = |k: usize| -> Vec<modelbus::event::Record> {
+        (0..k)
+            .map(|_| {
+                let e = g.claim(chrono::Utc::now());
+                ids.insert(e.id.clone());
+                e.to_record()
+            })
+            .collect()
+    };
+    let log_a = c.dir.path().join("a.log");
+    let mut a = common::spawn_worker(&c.config_path, &log_a);
+    assert!(common::wait_for_log(&log_a, "rebalance", Duration::from_secs(60)).await);
+    bus.publish(&n.input, publish(400)).await.unwrap();
+    assert_eq!(kafka::read_n(&bus, &n.results, 400, Duration::from_secs(60)).await.len(), 400);
+
+    // B joins. Cooperatively, A gives up only the partitions B gets (half of
+    // them: the input's and the replay topic's); eagerly it would give up
+    // all of them and take its half back.
+    let a_text = std::fs::read_to_string(&log_a).unwrap_or_default();
+    let owned = a_text.lines().find(|l| l.contains("rebalance")).map_or(0, |l| partitions_in(l, "assigned"));
+    assert_eq!(owned, 8, "A alone owns the 4 input and 4 replay partitions:\n{a_text}");
+    let log_b = c.dir.path().join("b.log");
+    let mut b = common::spawn_worker(&c.config_path, &log_b);
+    let revoked_line = || {
+        std::fs::read_to_string(&log_a).unwrap_or_default().lines().find(|l| l.contains("rebalance") && partitions_in(l, "revoked") > 0).map(str::to_string)
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(60), || async { revoked_line().is_some() }).await,
+        "A never gave up a partition:\n{}",
+        std::fs::read_to_string(&log_a).unwrap_or_default()
+    );
+    assert!(common::wait_for_log(&log_b, "rebalance", Duration::from_secs(60)).await);
+    let line = revoked_line().unwrap();
+    assert_eq!(
+        partitions_in(&line, "revoked"),
+        4,
+        "A gave up only B's half of its 8 partitions: {line}\nA:\n{}",
+        std::fs::read_to_string(&log_a).unwrap_or_default()
+    );
+
+    // Both keep working: every later event is scored once, on either member.
+    bus.publish(&n.input, publish(400)).await.unwrap();
+    let cause = |d: &modelbus::bus::Delivery| header(d, "ce_causationid");
+    kafka::read_covering(&bus, &n.results, &ids, cause, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // any repeat would arrive by now
+    for w in [&a, &b] {
+        common::signal(w, libc::SIGTERM);
+    }
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    let results = kafka::read_n(&bus, &n.results, 801, Duration::from_secs(5)).await;
+    let covered: HashSet<String> = results.iter().filter_map(cause).collect();
+    assert_eq!(covered, ids, "every event has a result");
+    assert_eq!(results.len(), 800, "nothing was processed twice across the cooperative rebalance");
+    let b_text = std::fs::read_to_string(&log_b).unwrap_or_default();
+    assert!(b_text.contains("partition:"), "B was assigned partitions:\n{b_text}");
 }

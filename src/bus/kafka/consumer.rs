@@ -252,8 +252,15 @@ impl KafkaConsumer {
             if !reb.assigned.is_empty() {
                 self.needs_sync = true;
             }
-            // A new assignment starts unpaused.
-            self.paused = false;
+            // librdkafka starts a newly assigned partition unpaused. Under
+            // cooperative rebalancing (`partition.assignment.strategy =
+            // "cooperative-sticky"`) the partitions kept across the
+            // rebalance stay paused, though, and would never be resumed if
+            // the worker is no longer full. Resuming every owned partition
+            // puts them all in the state `paused` says.
+            if self.paused {
+                self.set_paused(false)?;
+            }
             tracing::info!(member = %self.member, assigned = ?reb.assigned, revoked = ?reb.revoked, "rebalance");
         }
         if self.needs_sync {
