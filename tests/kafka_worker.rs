@@ -517,3 +517,32 @@ async fn with_cooperative_rebalancing_a_joining_worker_takes_only_its_share_and_
     let b_text = std::fs::read_to_string(&log_b).unwrap_or_default();
     assert!(b_text.contains("partition:"), "B was assigned partitions:\n{b_text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_benchmark_reports_modelbus_the_client_floor_and_python() {
+    // Only that the three runs complete and report; speed is for the closing
+    // note, not for an assertion on a shared machine. CPU time is read in
+    // 10 ms ticks, so the measured stretch needs tens of thousands of events.
+    let out = Command::new(common::bin())
+        .args(["bench", "--kafka", &kafka::brokers(), "--events", "40000", "--python"])
+        .arg(python())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("ORT_DYLIB_PATH", std::env::var("ORT_DYLIB_PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench --kafka failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let number_after = |label: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(label)).unwrap_or_else(|| panic!("no `{label}` row:\n{text}"));
+        line[label.len()..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no CPU figure in `{line}`"))
+    };
+    for row in ["modelbus on Kafka (one core)", "Kafka client alone (no processing)", "Python: confluent-kafka + onnxruntime"] {
+        let cpu = number_after(row);
+        assert!(cpu.is_finite() && cpu > 0.0, "`{row}` reports {cpu} µs/event:\n{text}");
+    }
+    assert!(text.contains("of Python's CPU per event"), "{text}");
+}
