@@ -98,16 +98,19 @@ PY
 }
 if ! kafka_tls_up 2>/dev/null; then
   mkdir -p "$tls_dir"
+  tls_port="${MODELBUS_TEST_KAFKA_TLS##*:}"
   if [[ ! -f "$tls_dir/cert.pem" ]]; then
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=localhost \
       -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
       -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" 2>/dev/null
+    # A terminator left running from before holds the old certificate.
+    pkill -f "OPENSSL-LISTEN:$tls_port," || true
   fi
   log "starting a TLS-only Kafka endpoint on $MODELBUS_TEST_KAFKA_TLS (logs: target/tansu-tls.log, target/socat-tls.log)"
   nohup "$tansu" broker --listener-url "tcp://$tls_inner" \
     --advertised-listener-url "tcp://$MODELBUS_TEST_KAFKA_TLS" >target/tansu-tls.log 2>&1 &
-  if ! pgrep -f "OPENSSL-LISTEN:${MODELBUS_TEST_KAFKA_TLS##*:}," >/dev/null; then
-    nohup socat "OPENSSL-LISTEN:${MODELBUS_TEST_KAFKA_TLS##*:},bind=${MODELBUS_TEST_KAFKA_TLS%:*},reuseaddr,fork,cert=$tls_dir/cert.pem,key=$tls_dir/key.pem,verify=0" \
+  if ! pgrep -f "OPENSSL-LISTEN:$tls_port," >/dev/null; then
+    nohup socat "OPENSSL-LISTEN:$tls_port,bind=${MODELBUS_TEST_KAFKA_TLS%:*},reuseaddr,fork,cert=$tls_dir/cert.pem,key=$tls_dir/key.pem,verify=0" \
       "TCP:$tls_inner" >target/socat-tls.log 2>&1 &
   fi
   for _ in $(seq 1 30); do kafka_tls_up 2>/dev/null && break; sleep 1; done

@@ -242,8 +242,6 @@ impl KafkaBusConfig {
 /// Which client a configuration is for: librdkafka warns about properties
 /// that do not apply to a client, so role-specific ones go only to theirs.
 #[derive(Clone, Copy)]
-/// Which kind of client a [`ClientConfig`] is for: each takes its own
-/// pass-through properties.
 pub(crate) enum Role {
     Producer,
     Consumer,
