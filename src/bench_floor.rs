@@ -19,7 +19,8 @@ use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::bus::kafka::{KafkaBus, Role};
+use crate::bus::kafka::consumer::group_config;
+use crate::bus::kafka::KafkaBus;
 use crate::bus::ReadFrom;
 use crate::event::Record;
 
@@ -58,15 +59,7 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
         .with_context(|| format!("no result in {} to copy", args.template_topic))?
         .record;
     bus.ensure_topic(&args.result_topic, true).await?;
-    let consumer: BaseConsumer = bus
-        .config()
-        .client_config(Role::Consumer)
-        .set("group.id", &args.group)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("queued.max.messages.kbytes", "16384")
-        .create()?;
+    let consumer: BaseConsumer = group_config(bus.config(), &args.group, "bench-floor").create()?;
     consumer.subscribe(&[&args.topic])?;
     let mut done = 0;
     while done < args.count {

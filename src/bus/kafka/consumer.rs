@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
+use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance as KRebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
@@ -23,6 +24,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::attempts::AttemptLog;
 use super::{kerr, recv_batch, KafkaBus, Producer, Role, SetIfAbsent};
 use crate::bus::{BusError, Commit, CommitOutcome, Delivery, Polled, Rebalance, TopicPartition};
+use crate::config::KafkaBusConfig;
 use crate::error::{Classify, ErrorClass};
 
 #[derive(Default)]
@@ -135,6 +137,22 @@ fn is_fencing(e: &KafkaError) -> bool {
     )
 }
 
+/// A worker's group consumer: the pass-through properties, then what
+/// at-least-once delivery needs (no auto commit, offsets stored only by
+/// the worker). `bench-floor` uses it too, so its consumer is the worker's.
+pub(crate) fn group_config(cfg: &KafkaBusConfig, group: &str, member: &str) -> ClientConfig {
+    let mut c = cfg.client_config(Role::Consumer);
+    c.set("group.id", group)
+        .set("client.id", member)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set_if_absent("auto.offset.reset", "earliest")
+        .set_if_absent("session.timeout.ms", &cfg.session_timeout.as_millis().to_string())
+        // Bound what librdkafka prefetches: with `pause` this is the backpressure.
+        .set_if_absent("queued.max.messages.kbytes", "16384");
+    c
+}
+
 impl KafkaConsumer {
     pub(super) async fn join(bus: &KafkaBus, group: &str, topics: &[String]) -> Result<KafkaConsumer, BusError> {
         let cfg = bus.config();
@@ -149,16 +167,7 @@ impl KafkaConsumer {
             std::process::id(),
             &uuid::Uuid::new_v4().simple().to_string()[..8]
         );
-        let consumer: StreamConsumer<GroupContext> = cfg
-            .client_config(Role::Consumer)
-            .set("group.id", group)
-            .set("client.id", &member)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set_if_absent("auto.offset.reset", "earliest")
-            .set_if_absent("session.timeout.ms", &cfg.session_timeout.as_millis().to_string())
-            // Bound what librdkafka prefetches: with `pause` this is the backpressure.
-            .set_if_absent("queued.max.messages.kbytes", "16384")
+        let consumer: StreamConsumer<GroupContext> = group_config(cfg, group, &member)
             .create_with_context(GroupContext::default())
             .map_err(kerr("create consumer"))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();

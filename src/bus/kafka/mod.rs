@@ -224,7 +224,7 @@ impl KafkaBus {
 impl KafkaBusConfig {
     /// Brokers and the pass-through properties for one kind of client
     /// (common ones, then the role's own); callers add what they own.
-    pub(crate) fn client_config(&self, role: Role) -> ClientConfig {
+    fn client_config(&self, role: Role) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers);
         let own = match role {
@@ -242,7 +242,7 @@ impl KafkaBusConfig {
 /// Which client a configuration is for: librdkafka warns about properties
 /// that do not apply to a client, so role-specific ones go only to theirs.
 #[derive(Clone, Copy)]
-pub(crate) enum Role {
+enum Role {
     Producer,
     Consumer,
     Admin,
