@@ -21,14 +21,9 @@ use modelbus::example::Generator;
 
 /// The TLS endpoint and its CA file; panics (fails the test) when they are missing.
 fn tls() -> (String, String) {
-    let addr = std::env::var("MODELBUS_TEST_KAFKA_TLS").unwrap_or_else(|_| "127.0.0.1:9093".into());
     let ca = std::env::var("MODELBUS_TEST_KAFKA_TLS_CA").unwrap_or_else(|_| "/tmp/modelbus-test-tls/cert.pem".into());
     assert!(Path::new(&ca).exists(), "the TLS test CA {ca} is missing; `.ci/run` makes it");
-    let sock: std::net::SocketAddr = addr.parse().expect("MODELBUS_TEST_KAFKA_TLS is host:port");
-    if let Err(e) = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(3)) {
-        panic!("the TLS Kafka endpoint at {addr} is unreachable ({e}); `.ci/run` starts it");
-    }
-    (addr, ca)
+    (kafka::listening("MODELBUS_TEST_KAFKA_TLS", "127.0.0.1:9093", "the TLS Kafka endpoint"), ca)
 }
 
 /// The Kafka claims config pointed at the TLS endpoint, with `properties`

@@ -128,6 +128,42 @@ async fn sigterm_under_load_drains_and_a_restart_does_not_reprocess() {
     );
 }
 
+/// `k` new claims as records, their ids added to `ids`.
+fn claims_recorded(g: &mut Generator, ids: &mut HashSet<String>, k: usize) -> Vec<modelbus::event::Record> {
+    (0..k)
+        .map(|_| {
+            let e = g.claim(chrono::Utc::now());
+            ids.insert(e.id.clone());
+            e.to_record()
+        })
+        .collect()
+}
+
+/// Waits until every id in `ids` has a result, gives repeats time to
+/// arrive, stops the workers with SIGTERM, and checks the ledger: every
+/// event has a result and none has two (`no_repeats` says why none should).
+async fn stop_and_check_ledger<const N: usize>(
+    bus: &Bus,
+    results: &str,
+    workers: [std::process::Child; N],
+    ids: &HashSet<String>,
+    no_repeats: &str,
+) {
+    let cause = |d: &modelbus::bus::Delivery| header(d, "ce_causationid");
+    kafka::read_covering(bus, results, ids, cause, Duration::from_secs(90)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await; // any repeat would arrive by now
+    for w in &workers {
+        common::signal(w, libc::SIGTERM);
+    }
+    for mut w in workers {
+        assert!(w.wait().unwrap().success());
+    }
+    let got = kafka::read_n(bus, results, ids.len() + 1, Duration::from_secs(5)).await;
+    let covered: HashSet<String> = got.iter().filter_map(cause).collect();
+    assert_eq!(&covered, ids, "every event has a result");
+    assert_eq!(got.len(), ids.len(), "{no_repeats}");
+}
+
 /// Replaces the config's `[workers.retry]` table with `retry`.
 fn set_retry(config_path: &Path, retry: &str) {
     let text = std::fs::read_to_string(config_path).unwrap();
@@ -345,25 +381,17 @@ async fn a_rebalance_commits_what_was_handled_since_the_last_commit() {
     let bus = Bus::open(&c.config).unwrap();
     bus.ensure_topic(&n.input, true).await.unwrap();
     let log_a = c.dir.path().join("a.log");
-    let mut a = common::spawn_worker(&c.config_path, &log_a);
+    let a = common::spawn_worker(&c.config_path, &log_a);
     assert!(common::wait_for_log(&log_a, "rebalance", Duration::from_secs(60)).await);
     let mut g = Generator::new(41, 0.0);
     let mut ids = HashSet::new();
-    let mut publish = |k: usize| -> Vec<modelbus::event::Record> {
-        (0..k)
-            .map(|_| {
-                let e = g.claim(chrono::Utc::now());
-                ids.insert(e.id.clone());
-                e.to_record()
-            })
-            .collect()
-    };
+    let mut publish = |k: usize| claims_recorded(&mut g, &mut ids, k);
     bus.publish(&n.input, publish(400)).await.unwrap();
     assert_eq!(kafka::read_n(&bus, &n.results, 400, Duration::from_secs(60)).await.len(), 400);
 
     // B joins: A's partitions are revoked, and A commits what it handled.
     let log_b = c.dir.path().join("b.log");
-    let mut b = common::spawn_worker(&c.config_path, &log_b);
+    let b = common::spawn_worker(&c.config_path, &log_b);
     assert!(
         common::wait_for_log(&log_a, "committed pending offsets on revocation", Duration::from_secs(60)).await,
         "{}",
@@ -371,17 +399,8 @@ async fn a_rebalance_commits_what_was_handled_since_the_last_commit() {
     );
     assert!(common::wait_for_log(&log_b, "rebalance", Duration::from_secs(60)).await);
     bus.publish(&n.input, publish(100)).await.unwrap();
-    let cause = |d: &modelbus::bus::Delivery| header(d, "ce_causationid");
-    kafka::read_covering(&bus, &n.results, &ids, cause, Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await; // any repeat would arrive by now
-    for w in [&a, &b] {
-        common::signal(w, libc::SIGTERM);
-    }
-    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
-    let results = kafka::read_n(&bus, &n.results, 501, Duration::from_secs(5)).await;
-    let covered: HashSet<String> = results.iter().filter_map(cause).collect();
-    assert_eq!(covered, ids, "every event has a result");
-    assert_eq!(results.len(), 500, "nothing A handled before the rebalance was processed again");
+    assert_eq!(ids.len(), 500);
+    stop_and_check_ledger(&bus, &n.results, [a, b], &ids, "nothing A handled before the rebalance was processed again").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,17 +480,9 @@ async fn with_cooperative_rebalancing_a_joining_worker_takes_only_its_share_and_
     bus.ensure_topic(&n.input, true).await.unwrap();
     let mut g = Generator::new(43, 0.0);
     let mut ids = HashSet::new();
-    let mut publish = |k: usize| -> Vec<modelbus::event::Record> {
-        (0..k)
-            .map(|_| {
-                let e = g.claim(chrono::Utc::now());
-                ids.insert(e.id.clone());
-                e.to_record()
-            })
-            .collect()
-    };
+    let mut publish = |k: usize| claims_recorded(&mut g, &mut ids, k);
     let log_a = c.dir.path().join("a.log");
-    let mut a = common::spawn_worker(&c.config_path, &log_a);
+    let a = common::spawn_worker(&c.config_path, &log_a);
     assert!(common::wait_for_log(&log_a, "rebalance", Duration::from_secs(60)).await);
     bus.publish(&n.input, publish(400)).await.unwrap();
     assert_eq!(kafka::read_n(&bus, &n.results, 400, Duration::from_secs(60)).await.len(), 400);
@@ -483,7 +494,7 @@ async fn with_cooperative_rebalancing_a_joining_worker_takes_only_its_share_and_
     let owned = a_text.lines().find(|l| l.contains("rebalance")).map_or(0, |l| partitions_in(l, "assigned"));
     assert_eq!(owned, 8, "A alone owns the 4 input and 4 replay partitions:\n{a_text}");
     let log_b = c.dir.path().join("b.log");
-    let mut b = common::spawn_worker(&c.config_path, &log_b);
+    let b = common::spawn_worker(&c.config_path, &log_b);
     let revoked_line = || {
         std::fs::read_to_string(&log_a).unwrap_or_default().lines().find(|l| l.contains("rebalance") && partitions_in(l, "revoked") > 0).map(str::to_string)
     };
@@ -503,17 +514,8 @@ async fn with_cooperative_rebalancing_a_joining_worker_takes_only_its_share_and_
 
     // Both keep working: every later event is scored once, on either member.
     bus.publish(&n.input, publish(400)).await.unwrap();
-    let cause = |d: &modelbus::bus::Delivery| header(d, "ce_causationid");
-    kafka::read_covering(&bus, &n.results, &ids, cause, Duration::from_secs(90)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await; // any repeat would arrive by now
-    for w in [&a, &b] {
-        common::signal(w, libc::SIGTERM);
-    }
-    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
-    let results = kafka::read_n(&bus, &n.results, 801, Duration::from_secs(5)).await;
-    let covered: HashSet<String> = results.iter().filter_map(cause).collect();
-    assert_eq!(covered, ids, "every event has a result");
-    assert_eq!(results.len(), 800, "nothing was processed twice across the cooperative rebalance");
+    assert_eq!(ids.len(), 800);
+    stop_and_check_ledger(&bus, &n.results, [a, b], &ids, "nothing was processed twice across the cooperative rebalance").await;
     let b_text = std::fs::read_to_string(&log_b).unwrap_or_default();
     assert!(b_text.contains("partition:"), "B was assigned partitions:\n{b_text}");
 }

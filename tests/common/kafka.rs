@@ -17,10 +17,16 @@ use super::Claims;
 
 /// The broker address; panics (fails the test) when nothing listens there.
 pub fn brokers() -> String {
-    let addr = std::env::var("MODELBUS_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let sock: std::net::SocketAddr = addr.parse().expect("MODELBUS_TEST_KAFKA is host:port");
+    listening("MODELBUS_TEST_KAFKA", "127.0.0.1:9092", "the Kafka broker")
+}
+
+/// The `host:port` in env var `var` (or `default`); panics (fails the
+/// test) when nothing listens there.
+pub fn listening(var: &str, default: &str, what: &str) -> String {
+    let addr = std::env::var(var).unwrap_or_else(|_| default.into());
+    let sock: std::net::SocketAddr = addr.parse().unwrap_or_else(|e| panic!("{var}={addr} is not host:port: {e}"));
     if let Err(e) = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(3)) {
-        panic!("the Kafka broker at {addr} is unreachable ({e}); `.ci/run` starts one (tansu)");
+        panic!("{what} at {addr} is unreachable ({e}); `.ci/run` starts it");
     }
     addr
 }
