@@ -21,7 +21,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 
 use crate::bench::{cpu_secs, on_core_0, pin_to_core, time_inference, BenchArgs};
-use crate::bus::{Bus, ReadFrom};
+use crate::bus::{Bus, Follower, ReadFrom};
 use crate::example::{self, Generator};
 use crate::model::Model;
 
@@ -53,14 +53,16 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     println!("backlog: {n} events produced in {:.2} s", t.elapsed().as_secs_f64());
 
     // modelbus
+    let reader = watch(&bus, &results).await?;
     let mut worker = crate::bench::spawn_worker(&config_path)?;
-    let ours = drain(&bus, &results, n, worker.id()).await;
+    let ours = drain(reader, n, worker.id()).await;
     crate::bench::stop(&mut worker);
     let (ours_eps, ours_cpu) = ours?;
 
     // the Kafka client alone: the same consume and produce of result-shaped
     // records, with no processing (see `bench_floor`)
     let floor_topic = format!("bench-floor-{tag}");
+    let reader = watch(&bus, &floor_topic).await?;
     let mut floor_worker = on_core_0(std::env::current_exe()?)
         .args(["bench-floor", "--config"])
         .arg(&config_path)
@@ -69,7 +71,7 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .spawn()
         .context("starting the floor process")?;
-    let floor = drain(&bus, &floor_topic, n, floor_worker.id()).await;
+    let floor = drain(reader, n, floor_worker.id()).await;
     crate::bench::stop(&mut floor_worker);
     let (floor_eps, floor_cpu) = floor?;
 
@@ -120,27 +122,38 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A reader of `topic` that is live before the worker under test starts.
+/// Were it to attach afterwards, a fast worker could finish first and the
+/// reader would see the whole result backlog in one batch, with no steady
+/// stretch to time (CI once got 0 events over 0 s, printed as NaN).
+async fn watch(bus: &Bus, topic: &str) -> anyhow::Result<Follower> {
+    bus.ensure_topic(topic, true).await.with_context(|| format!("creating {topic}"))?;
+    let mut f = bus.follow(topic, ReadFrom::Beginning).await?;
+    // The first fetch resolves the start offsets and connects to the leaders.
+    if !f.next_batch(1, Duration::from_millis(500)).await?.is_empty() {
+        bail!("{topic} already holds records; the bench needs a fresh topic");
+    }
+    Ok(f)
+}
+
 /// Counts result records until `n`; rate and CPU/event over 10%..90%.
-async fn drain(bus: &Bus, topic: &str, n: usize, pid: u32) -> anyhow::Result<(f64, f64)> {
+async fn drain(mut f: Follower, n: usize, pid: u32) -> anyhow::Result<(f64, f64)> {
     let deadline = Instant::now() + Duration::from_secs(600);
-    let mut f = loop {
-        match bus.follow(topic, ReadFrom::Beginning).await {
-            Ok(f) => break f,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            Err(e) => return Err(e.into()),
-        }
-    };
     let (lo, hi) = (n / 10, n * 9 / 10);
     let mut done = 0;
     let mut start = None;
     loop {
-        done += f.next_batch(50_000, Duration::from_millis(20)).await?.len();
+        // Small reads keep each sample close to the count it stands for.
+        done += f.next_batch(1000, Duration::from_millis(20)).await?.len();
         let now = Instant::now();
         if start.is_none() && done >= lo {
             start = Some((now, done, cpu_secs(pid)?));
         }
         if done >= hi {
             let (t0, d0, c0) = start.context("no start sample")?;
+            if done - d0 < n / 2 {
+                bail!("only {} of {n} results arrived between the samples; nothing steady to time", done - d0);
+            }
             let events = (done - d0) as f64;
             let cpu = cpu_secs(pid)? - c0;
             // /proc counts CPU in 10 ms ticks.
@@ -150,7 +163,7 @@ async fn drain(bus: &Bus, topic: &str, n: usize, pid: u32) -> anyhow::Result<(f6
             return Ok((events / now.duration_since(t0).as_secs_f64(), cpu * 1e6 / events));
         }
         if now > deadline {
-            bail!("modelbus handled only {done} of {n} events in 600 s");
+            bail!("only {done} of {n} results arrived in 600 s");
         }
     }
 }
