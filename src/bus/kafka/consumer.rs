@@ -261,12 +261,14 @@ impl KafkaConsumer {
             if !reb.assigned.is_empty() {
                 self.needs_sync = true;
             }
-            // librdkafka starts a newly assigned partition unpaused. Under
-            // cooperative rebalancing (`partition.assignment.strategy =
-            // "cooperative-sticky"`) the partitions kept across the
-            // rebalance stay paused, though, and would never be resumed if
-            // the worker is no longer full. Resuming every owned partition
-            // puts them all in the state `paused` says.
+            // librdkafka starts a newly assigned partition unpaused, while
+            // under cooperative rebalancing (`partition.assignment.strategy =
+            // "cooperative-sticky"`) the partitions kept across it stay
+            // paused. A full worker would then fetch from the new ones past
+            // its limit, since `set_paused(true)` is a no-op while `paused`
+            // is already set. Resuming every owned partition makes them all
+            // match `paused = false`; the worker's next `set_paused(full)`
+            // pauses them all again if it is still full.
             if self.paused {
                 self.set_paused(false)?;
             }
