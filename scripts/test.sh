@@ -76,49 +76,63 @@ if ! kafka_up; then
   exit 1
 fi
 
-# A Kafka endpoint reachable only over TLS, for tests/kafka_tls.rs. This
-# tansu build stays in plaintext whatever its TLS flags say, so a second
-# tansu sits behind a TLS terminator (socat) with a self-signed certificate
-# made here, and advertises the terminator's address: every client
-# connection, the first and the redirected ones, goes through TLS. The
-# certificate lives outside the checkout so that fresh clones share one.
+# Kafka endpoints reachable only over TLS, for tests/kafka_tls.rs. This
+# tansu build stays in plaintext whatever its TLS flags say, so for each
+# endpoint another tansu sits behind a TLS terminator (socat) with a
+# self-signed certificate made here, and advertises the terminator's
+# address: every client connection, the first and the redirected ones, goes
+# through TLS. The second endpoint also requires a client certificate signed
+# by that CA (mutual TLS). The certificates live outside the checkout so
+# that fresh clones share one set.
 export MODELBUS_TEST_KAFKA_TLS="${MODELBUS_TEST_KAFKA_TLS:-127.0.0.1:9093}"
+export MODELBUS_TEST_KAFKA_MTLS="${MODELBUS_TEST_KAFKA_MTLS:-127.0.0.1:9094}"
 tls_dir=/tmp/modelbus-test-tls
 export MODELBUS_TEST_KAFKA_TLS_CA="${MODELBUS_TEST_KAFKA_TLS_CA:-$tls_dir/cert.pem}"
-tls_inner="${MODELBUS_TEST_KAFKA_TLS_INNER:-127.0.0.1:9095}"
-kafka_tls_up() { .venv/bin/python - "$MODELBUS_TEST_KAFKA_TLS" "$MODELBUS_TEST_KAFKA_TLS_CA" <<'PY'
+export MODELBUS_TEST_KAFKA_TLS_CLIENT_CERT="${MODELBUS_TEST_KAFKA_TLS_CLIENT_CERT:-$tls_dir/client-cert.pem}"
+export MODELBUS_TEST_KAFKA_TLS_CLIENT_KEY="${MODELBUS_TEST_KAFKA_TLS_CLIENT_KEY:-$tls_dir/client-key.pem}"
+kafka_tls_up() { # $1 = address; a client certificate is presented
+  .venv/bin/python - "$1" "$MODELBUS_TEST_KAFKA_TLS_CA" "$MODELBUS_TEST_KAFKA_TLS_CLIENT_CERT" "$MODELBUS_TEST_KAFKA_TLS_CLIENT_KEY" <<'PY'
 import sys
 from confluent_kafka.admin import AdminClient
 try:
     AdminClient({"bootstrap.servers": sys.argv[1], "security.protocol": "ssl",
-                 "ssl.ca.location": sys.argv[2], "log_level": 0}).list_topics(timeout=3)
+                 "ssl.ca.location": sys.argv[2], "ssl.certificate.location": sys.argv[3],
+                 "ssl.key.location": sys.argv[4], "log_level": 0}).list_topics(timeout=3)
 except Exception as e:
     sys.exit(1)
 PY
 }
-if ! kafka_tls_up 2>/dev/null; then
-  mkdir -p "$tls_dir"
-  tls_port="${MODELBUS_TEST_KAFKA_TLS##*:}"
-  if [[ ! -f "$tls_dir/cert.pem" ]]; then
-    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=localhost \
-      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
-      -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" 2>/dev/null
-    # A terminator left running from before holds the old certificate.
-    pkill -f "OPENSSL-LISTEN:$tls_port," || true
-  fi
-  log "starting a TLS-only Kafka endpoint on $MODELBUS_TEST_KAFKA_TLS (logs: target/tansu-tls.log, target/socat-tls.log)"
-  nohup "$tansu" broker --listener-url "tcp://$tls_inner" \
-    --advertised-listener-url "tcp://$MODELBUS_TEST_KAFKA_TLS" >target/tansu-tls.log 2>&1 &
-  if ! pgrep -f "OPENSSL-LISTEN:$tls_port," >/dev/null; then
-    nohup socat "OPENSSL-LISTEN:$tls_port,bind=${MODELBUS_TEST_KAFKA_TLS%:*},reuseaddr,fork,cert=$tls_dir/cert.pem,key=$tls_dir/key.pem,verify=0" \
-      "TCP:$tls_inner" >target/socat-tls.log 2>&1 &
-  fi
-  for _ in $(seq 1 30); do kafka_tls_up 2>/dev/null && break; sleep 1; done
+mkdir -p "$tls_dir"
+if [[ ! -f "$tls_dir/cert.pem" || ! -f "$MODELBUS_TEST_KAFKA_TLS_CLIENT_CERT" ]]; then
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=localhost \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$tls_dir/key.pem" -out "$tls_dir/cert.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj /CN=modelbus-test-client \
+    -keyout "$MODELBUS_TEST_KAFKA_TLS_CLIENT_KEY" -out "$tls_dir/client.csr" 2>/dev/null
+  openssl x509 -req -in "$tls_dir/client.csr" -CA "$tls_dir/cert.pem" -CAkey "$tls_dir/key.pem" \
+    -CAcreateserial -days 3650 -out "$MODELBUS_TEST_KAFKA_TLS_CLIENT_CERT" 2>/dev/null
+  # Terminators left running from before hold the old certificate.
+  pkill -f "OPENSSL-LISTEN:${MODELBUS_TEST_KAFKA_TLS##*:}," || true
+  pkill -f "OPENSSL-LISTEN:${MODELBUS_TEST_KAFKA_MTLS##*:}," || true
 fi
-if ! kafka_tls_up; then
-  echo "error: the TLS Kafka endpoint at $MODELBUS_TEST_KAFKA_TLS is unreachable (see target/tansu-tls.log, target/socat-tls.log)" >&2
-  exit 1
-fi
+tls_endpoint() { # $1 = name, $2 = address, $3 = the tansu behind it, $4 = socat's verify options
+  local port="${2##*:}"
+  if ! kafka_tls_up "$2" 2>/dev/null; then
+    log "starting the $1 Kafka endpoint on $2 (logs: target/tansu-$1.log, target/socat-$1.log)"
+    nohup "$tansu" broker --listener-url "tcp://$3" --advertised-listener-url "tcp://$2" >"target/tansu-$1.log" 2>&1 &
+    if ! pgrep -f "OPENSSL-LISTEN:$port," >/dev/null; then
+      nohup socat "OPENSSL-LISTEN:$port,bind=${2%:*},reuseaddr,fork,cert=$tls_dir/cert.pem,key=$tls_dir/key.pem,$4" \
+        "TCP:$3" >"target/socat-$1.log" 2>&1 &
+    fi
+    for _ in $(seq 1 30); do kafka_tls_up "$2" 2>/dev/null && break; sleep 1; done
+  fi
+  if ! kafka_tls_up "$2"; then
+    echo "error: the $1 Kafka endpoint at $2 is unreachable (see target/tansu-$1.log, target/socat-$1.log)" >&2
+    exit 1
+  fi
+}
+tls_endpoint tls "$MODELBUS_TEST_KAFKA_TLS" "${MODELBUS_TEST_KAFKA_TLS_INNER:-127.0.0.1:9095}" verify=0
+tls_endpoint mtls "$MODELBUS_TEST_KAFKA_MTLS" "${MODELBUS_TEST_KAFKA_MTLS_INNER:-127.0.0.1:9096}" "verify=1,cafile=$tls_dir/cert.pem"
 
 # --- tests --------------------------------------------------------------------
 # One build profile for tests, demo and bench (release), so CI compiles once.

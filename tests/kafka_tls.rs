@@ -1,13 +1,17 @@
 //! The Kafka bus over TLS. librdkafka's `security.protocol` and `ssl.*`
 //! properties pass through from `[bus.kafka.properties]` unchanged: a worker
-//! scores events through a broker it can reach only over TLS, and a broker
-//! whose certificate the configured CA did not sign is refused.
+//! scores events through a broker it can reach only over TLS, and through
+//! one that also requires a client certificate (mutual TLS); a broker whose
+//! certificate the configured CA did not sign is refused, and so is a
+//! client without a certificate where one is required.
 //!
 //! The test broker's own TLS flags leave it in plaintext, so `.ci/run` puts
 //! a TLS terminator in front of a second tansu, which advertises the
 //! terminator's address (`MODELBUS_TEST_KAFKA_TLS`; the CA that signed its
 //! certificate is `MODELBUS_TEST_KAFKA_TLS_CA`). Plaintext to that address
-//! gets no Kafka answer, so results can only have come through TLS.
+//! gets no Kafka answer, so results can only have come through TLS. The
+//! mutual-TLS endpoint (`MODELBUS_TEST_KAFKA_MTLS`) is built the same way
+//! and accepts the client certificate `MODELBUS_TEST_KAFKA_TLS_CLIENT_CERT`.
 
 mod common;
 
@@ -53,11 +57,39 @@ fn ssl_with(ca: &str) -> String {
     format!("\"security.protocol\" = \"ssl\"\n\"ssl.ca.location\" = \"{ca}\"")
 }
 
+/// The mutual-TLS endpoint and the client certificate and key it accepts.
+fn mtls() -> (String, String, String) {
+    let (_, ca) = tls();
+    let file = |var: &str, default: &str| {
+        let f = std::env::var(var).unwrap_or_else(|_| default.into());
+        assert!(Path::new(&f).exists(), "the test client's {var} {f} is missing; `.ci/run` makes it");
+        f
+    };
+    let cert = file("MODELBUS_TEST_KAFKA_TLS_CLIENT_CERT", "/tmp/modelbus-test-tls/client-cert.pem");
+    let key = file("MODELBUS_TEST_KAFKA_TLS_CLIENT_KEY", "/tmp/modelbus-test-tls/client-key.pem");
+    let addr = kafka::listening("MODELBUS_TEST_KAFKA_MTLS", "127.0.0.1:9094", "the mutual-TLS Kafka endpoint");
+    let properties =
+        format!("{}\n\"ssl.certificate.location\" = \"{cert}\"\n\"ssl.key.location\" = \"{key}\"", ssl_with(&ca));
+    (addr, properties, ssl_with(&ca))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_scores_events_through_a_broker_reachable_only_over_tls() {
     let (addr, ca) = tls();
-    let n = kafka::names("tls");
-    let c = claims_over(&n, &addr, &ssl_with(&ca), "");
+    scores_through("tls", &addr, &ssl_with(&ca)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_scores_events_through_a_broker_that_requires_a_client_certificate() {
+    let (addr, with_cert, _) = mtls();
+    scores_through("mtls", &addr, &with_cert).await;
+}
+
+/// A worker configured with `properties` scores 200 events through `addr`,
+/// and this test's own client reaches it with the same properties.
+async fn scores_through(tag: &str, addr: &str, properties: &str) {
+    let n = kafka::names(tag);
+    let c = claims_over(&n, addr, properties, "");
     // This test's own client goes through TLS too.
     let bus = Bus::open(&c.config).unwrap();
     bus.ensure_topic(&n.input, true).await.unwrap();
@@ -84,9 +116,20 @@ async fn the_brokers_certificate_is_verified_and_plaintext_gets_nowhere() {
     // The system's CA bundle did not sign the test certificate.
     let system = "/etc/ssl/certs/ca-certificates.crt";
     assert!(Path::new(system).exists(), "{system} is missing (Debian's ca-certificates)");
-    for (what, properties) in [("a CA that did not sign it", ssl_with(system)), ("plaintext", String::new())] {
+    refused(&addr, &[("a CA that did not sign it", ssl_with(system)), ("plaintext", String::new())]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_client_certificate_the_mutual_tls_broker_refuses() {
+    let (addr, _, without_cert) = mtls();
+    refused(&addr, &[("TLS but no client certificate", without_cert)]).await;
+}
+
+/// With each of `attempts` (what, properties), publishing to `addr` fails.
+async fn refused(addr: &str, attempts: &[(&str, String)]) {
+    for (what, properties) in attempts {
         let n = kafka::names("tls-refused");
-        let c = claims_over(&n, &addr, &properties, "request_timeout = \"4s\"\n");
+        let c = claims_over(&n, addr, properties, "request_timeout = \"4s\"\n");
         let bus = Bus::open(&c.config).unwrap();
         let t = Instant::now();
         let published = tokio::time::timeout(Duration::from_secs(60), async {
