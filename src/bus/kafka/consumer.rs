@@ -268,7 +268,12 @@ impl KafkaConsumer {
             // its limit, since `set_paused(true)` is a no-op while `paused`
             // is already set. Resuming every owned partition makes them all
             // match `paused = false`; the worker's next `set_paused(full)`
-            // pauses them all again if it is still full.
+            // pauses them all again if it is still full. That pause does not
+            // hold for a partition nothing was consumed from yet (measured
+            // with this librdkafka, eager or cooperative: records published
+            // after it still arrived), so a new partition prefetches anyway,
+            // bounded by `queued.max.messages.kbytes`; a full worker polls
+            // nothing, so its in-flight bound holds regardless.
             if self.paused {
                 self.set_paused(false)?;
             }
