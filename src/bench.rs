@@ -50,6 +50,11 @@ pub struct BenchArgs {
     /// Python confluent-kafka + onnxruntime baseline, on the same events.
     #[arg(long, value_name = "BROKERS")]
     pub kafka: Option<String>,
+    /// With `--kafka`: run the three workers in turn this many times on the
+    /// same backlog and report the medians (one run on a shared machine can
+    /// be a quarter off).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub rounds: u32,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {

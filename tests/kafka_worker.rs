@@ -525,8 +525,9 @@ async fn the_kafka_benchmark_reports_modelbus_the_client_floor_and_python() {
     // Only that the three runs complete and report; speed is for the closing
     // note, not for an assertion on a shared machine. CPU time is read in
     // 10 ms ticks, so the measured stretch needs tens of thousands of events.
+    // Two rounds: the second runs on the same backlog in groups of its own.
     let out = Command::new(common::bin())
-        .args(["bench", "--kafka", &kafka::brokers(), "--events", "40000", "--python"])
+        .args(["bench", "--kafka", &kafka::brokers(), "--events", "30000", "--rounds", "2", "--python"])
         .arg(python())
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("ORT_DYLIB_PATH", std::env::var("ORT_DYLIB_PATH").unwrap_or_default())
@@ -547,4 +548,7 @@ async fn the_kafka_benchmark_reports_modelbus_the_client_floor_and_python() {
         assert!(cpu.is_finite() && cpu > 0.0, "`{row}` reports {cpu} µs/event:\n{text}");
     }
     assert!(text.contains("of Python's CPU per event"), "{text}");
+    for round in ["round 1: modelbus", "round 2: modelbus", "medians of 2 rounds"] {
+        assert!(text.contains(round), "no `{round}`:\n{text}");
+    }
 }
