@@ -57,7 +57,7 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     }
     println!("backlog: {n} events produced in {:.2} s", t.elapsed().as_secs_f64());
 
-    let setup = Setup { args, bus: &bus, config_path: &config_path, names: &names, script: &script, dir };
+    let setup = Setup { args, bus: &bus, config: &config, config_path: &config_path, names: &names, script: &script, dir };
     let mut rounds = Vec::new();
     for r in 1..=args.rounds {
         let round = setup.round(r).await?;
@@ -98,10 +98,12 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What every round shares: the backlog on `names.input`, the config.
+/// What every round shares: the backlog on `names.input`, the config
+/// (rounds differ only in group and result topic names).
 struct Setup<'a> {
     args: &'a BenchArgs,
     bus: &'a Bus,
+    config: &'a crate::config::Config,
     config_path: &'a Path,
     names: &'a example::KafkaNames,
     script: &'a Path,
@@ -155,7 +157,7 @@ impl Setup<'_> {
         let floor = floor?;
 
         // the Python baseline, same events, its own group and result topic
-        let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let config = self.config;
         let out = on_core_0(&args.python)
             .arg(self.script)
             .args(["--brokers", &config.bus.kafka.brokers, "--topic", &self.names.input])
