@@ -23,11 +23,16 @@ use common::kafka::{self, header};
 use modelbus::bus::Bus;
 use modelbus::example::Generator;
 
-/// The TLS endpoint and its CA file; panics (fails the test) when they are missing.
-fn tls() -> (String, String) {
+/// The test CA's certificate file; panics (fails the test) when it is missing.
+fn ca() -> String {
     let ca = std::env::var("MODELBUS_TEST_KAFKA_TLS_CA").unwrap_or_else(|_| "/tmp/modelbus-test-tls/cert.pem".into());
     assert!(Path::new(&ca).exists(), "the TLS test CA {ca} is missing; `.ci/run` makes it");
-    (kafka::listening("MODELBUS_TEST_KAFKA_TLS", "127.0.0.1:9093", "the TLS Kafka endpoint"), ca)
+    ca
+}
+
+/// The TLS endpoint and its CA file; panics (fails the test) when they are missing.
+fn tls() -> (String, String) {
+    (kafka::listening("MODELBUS_TEST_KAFKA_TLS", "127.0.0.1:9093", "the TLS Kafka endpoint"), ca())
 }
 
 /// The Kafka claims config pointed at the TLS endpoint, with `properties`
@@ -59,7 +64,7 @@ fn ssl_with(ca: &str) -> String {
 
 /// The mutual-TLS endpoint and the client certificate and key it accepts.
 fn mtls() -> (String, String, String) {
-    let (_, ca) = tls();
+    let ca = ca();
     let file = |var: &str, default: &str| {
         let f = std::env::var(var).unwrap_or_else(|_| default.into());
         assert!(Path::new(&f).exists(), "the test client's {var} {f} is missing; `.ci/run` makes it");
