@@ -42,7 +42,9 @@ impl Dedup {
     pub fn open(data_dir: &Path, group: &str, window: Duration) -> Result<Dedup, DedupError> {
         let path = data_dir.join("dedup.sqlite");
         let err = |source| DedupError { path: path.display().to_string(), source };
-        let _ = std::fs::create_dir_all(data_dir);
+        // Owner-only, before SQLite creates the file (and its -wal, -shm) with
+        // the umask's mode. A failure shows when SQLite cannot open the file.
+        let _ = crate::private_fs::prepare_db(data_dir, "dedup.sqlite");
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_handler(Some(crate::bus::embedded::short_waits)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;

@@ -24,6 +24,11 @@ pub use headers::Headers;
 pub const CE_PREFIX: &str = "ce_";
 pub const STRUCTURED_CONTENT_TYPE: &str = "application/cloudevents+json";
 pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// Added by a bus reader for each header whose name was not UTF-8 (Kafka
+/// allows any bytes): the name was repaired lossily, and this header holds
+/// the original name's bytes in hex. Decoding refuses such a record
+/// (`invalid_header_name`), so it is dead-lettered with this trace of it.
+pub const INVALID_HEADER_NAME: &str = "modelbus-invalid-header-name";
 
 /// One raw record as every bus carries it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,6 +72,8 @@ pub enum EventError {
     DataNotJson(String),
     #[error("structured-mode event is not a JSON object: {0}")]
     NotAnObject(String),
+    #[error("a header name is not UTF-8 (its bytes in hex: {0}); it was repaired to read the record")]
+    InvalidHeaderName(String),
 }
 
 impl Classify for EventError {
@@ -81,6 +88,7 @@ impl Classify for EventError {
             EventError::InvalidAttribute { .. } => "invalid_attribute",
             EventError::DataNotJson(_) => "malformed_json",
             EventError::NotAnObject(_) => "malformed_json",
+            EventError::InvalidHeaderName(_) => "invalid_header_name",
         }
     }
 }
@@ -276,7 +284,13 @@ impl Event {
                 ct = ct.or_else(|| std::str::from_utf8(v).ok());
                 continue;
             }
-            let Some(name) = k.strip_prefix(CE_PREFIX) else { continue };
+            let Some(name) = k.strip_prefix(CE_PREFIX) else {
+                if k == INVALID_HEADER_NAME {
+                    let original = String::from_utf8_lossy(v).into_owned();
+                    bad = Some(EventError::InvalidHeaderName(original));
+                }
+                continue;
+            };
             let v = if ascii {
                 // SAFETY: `v` is part of a buffer that is all ASCII, so it is UTF-8.
                 unsafe { std::str::from_utf8_unchecked(v) }
@@ -311,6 +325,9 @@ impl Event {
                     }
                 },
             }
+        }
+        if let Some(e @ EventError::InvalidHeaderName(_)) = bad {
+            return Err(e);
         }
         if ct.is_some_and(|c| c.starts_with(STRUCTURED_CONTENT_TYPE)) {
             return Self::from_structured_record(rec);

@@ -6,10 +6,23 @@
 //! `features.lookup=transient` (always). Every check of a point is recorded
 //! with its time, so tests can assert when attempts happened.
 //!
-//! Points: `features.lookup`, `sink.emit`.
+//! Points: `features.lookup`, `sink.emit` (a whole batch), `sink.record`
+//! (each record of a batch in turn, so `sink.record=permanent*1` refuses
+//! exactly one result), `bus.publish`, `bus.poll`, `bus.maintain` (a
+//! consumer's heartbeat and rebalance), `dead_letter.write` (a commit that
+//! carries dead letters).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
+
+/// Checks kept in the log at most; older ones are dropped, so a fault left
+/// on in a long-running process does not grow memory without bound.
+const LOG_CAP: usize = 10_000;
+
+/// Whether any fault was ever set: the common case, none, costs one load
+/// per check instead of a lock.
+static ARMED: AtomicBool = AtomicBool::new(false);
 
 use crate::error::ErrorClass;
 
@@ -24,7 +37,7 @@ pub struct Fault {
 struct State {
     faults: HashMap<String, Fault>,
     /// Every check of a point that has a fault set: (point, time, failed).
-    log: Vec<(String, tokio::time::Instant, bool)>,
+    log: VecDeque<(String, tokio::time::Instant, bool)>,
 }
 
 fn state() -> &'static Mutex<State> {
@@ -34,6 +47,7 @@ fn state() -> &'static Mutex<State> {
         if let Ok(spec) = std::env::var("MODELBUS_FAULTS") {
             for (point, fault) in spec.split(',').filter_map(parse) {
                 st.faults.insert(point, fault);
+                ARMED.store(true, Ordering::Relaxed);
             }
         }
         Mutex::new(st)
@@ -58,6 +72,13 @@ fn parse(item: &str) -> Option<(String, Fault)> {
 pub fn set(point: &str, fault: Fault) {
     let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
     st.faults.insert(point.to_string(), fault);
+    ARMED.store(true, Ordering::Relaxed);
+}
+
+/// Whether `point` has a fault set (failing now or not).
+pub fn armed(point: &str) -> bool {
+    let st = state();
+    ARMED.load(Ordering::Relaxed) && st.lock().unwrap_or_else(|e| e.into_inner()).faults.contains_key(point)
 }
 
 /// Removes every fault but keeps the log of checks.
@@ -79,7 +100,11 @@ pub fn log(point: &str) -> Vec<(tokio::time::Instant, bool)> {
 
 /// `Some(class)` when the point must fail now.
 pub fn check(point: &str) -> Option<ErrorClass> {
-    let mut st = state().lock().unwrap_or_else(|e| e.into_inner());
+    let st = state();
+    if !ARMED.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut st = st.lock().unwrap_or_else(|e| e.into_inner());
     let fault = st.faults.get_mut(point)?;
     let fail = match &mut fault.remaining {
         None => true,
@@ -90,7 +115,10 @@ pub fn check(point: &str) -> Option<ErrorClass> {
         }
     };
     let class = fault.class;
-    st.log.push((point.to_string(), tokio::time::Instant::now(), fail));
+    if st.log.len() >= LOG_CAP {
+        st.log.pop_front();
+    }
+    st.log.push_back((point.to_string(), tokio::time::Instant::now(), fail));
     fail.then_some(class)
 }
 
@@ -106,5 +134,15 @@ mod tests {
         );
         assert_eq!(parse("sink.emit=permanent").unwrap().1.remaining, None);
         assert!(parse("x=sometimes").is_none());
+    }
+
+    #[test]
+    fn the_log_is_bounded() {
+        set("test.bounded", Fault { class: ErrorClass::Transient, remaining: None });
+        for _ in 0..LOG_CAP + 50 {
+            check("test.bounded");
+        }
+        assert!(state().lock().unwrap().log.len() <= LOG_CAP);
+        assert!(armed("test.bounded") && !armed("test.never"));
     }
 }

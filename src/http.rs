@@ -6,16 +6,25 @@
 //! - `/healthz`: the process is serving;
 //! - `/readyz`: every model is loaded (the endpoint starts only after that)
 //!   and every worker has joined its group.
+//!
+//! Served by hyper directly rather than `axum::serve`, which has neither of
+//! the [`Limits`] that keep slow or numerous clients from holding it. There
+//! is deliberately no whole-request timeout: later endpoints will long-poll.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::telemetry::{names, WorkerStats};
@@ -23,24 +32,104 @@ use crate::telemetry::{names, WorkerStats};
 /// One worker's name and counters.
 pub type Monitored = Vec<(String, Arc<WorkerStats>)>;
 
+/// What one client, or many, may hold of the endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a client may take to send a request line and headers, and
+    /// how long a kept-alive connection may sit idle before its next
+    /// request: a client trickling a byte at a time (slowloris) is cut off.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further ones wait in the listen backlog
+    /// until one closes.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        // A scraper sends its request at once and comes back every 15 s or
+        // so; a few hundred connections is far more than any deployment scrapes with.
+        Limits { header_read_timeout: Duration::from_secs(10), max_connections: 256 }
+    }
+}
+
 /// Binds `addr` (so a taken port fails start-up) and serves until `shutdown`.
 pub async fn serve(addr: SocketAddr, workers: Monitored, shutdown: CancellationToken) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_with(addr, workers, shutdown, Limits::default()).await
+}
+
+/// [`serve`] with explicit [`Limits`].
+pub async fn serve_with(
+    addr: SocketAddr,
+    workers: Monitored,
+    shutdown: CancellationToken,
+    limits: Limits,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let workers = Arc::new(workers);
-    let (m, r) = (workers.clone(), workers);
-    let app = Router::new()
-        .route("/metrics", get(move || metrics(m.clone())))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(move || ready(r.clone())));
-    tokio::spawn(async move {
-        let stop = async move { shutdown.cancelled().await };
-        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-            tracing::error!(error = %e, "http endpoint stopped");
-        }
-    });
+    tokio::spawn(accept_loop(listener, router(workers), shutdown, limits));
     tracing::info!(%bound, "serving /metrics, /healthz, /readyz");
     Ok(bound)
+}
+
+fn router(workers: Monitored) -> Router {
+    let workers = Arc::new(workers);
+    let (m, r) = (workers.clone(), workers);
+    Router::new()
+        .route("/metrics", get(move || metrics(m.clone())))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(move || ready(r.clone())))
+}
+
+/// Accepts a connection only once there is a permit for it, so at most
+/// `max_connections` are served and the rest wait in the kernel's backlog;
+/// stops accepting at `shutdown`.
+async fn accept_loop(listener: TcpListener, app: Router, shutdown: CancellationToken, limits: Limits) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors, typically: give some back first.
+                    tracing::warn!(error = %e, "http endpoint cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        tokio::spawn(serve_connection(stream, app.clone(), limits, shutdown.clone(), permit));
+    }
+}
+
+/// Serves one connection's requests; at `shutdown` it finishes the request
+/// in progress, if any, and closes. The permit is returned when it ends.
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    limits: Limits,
+    shutdown: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let conn = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        ended = conn.as_mut() => ended,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        // A client that timed out or went away: nothing the process must know.
+        tracing::debug!(error = %e, "http connection ended");
+    }
 }
 
 async fn ready(workers: Arc<Monitored>) -> impl IntoResponse {
@@ -140,5 +229,59 @@ mod tests {
         assert!(text.contains("modelbus_retries_total{worker=\"risk\",stage=\"features\",reason=\"store_unavailable\"} 1"));
         assert!(text.contains("modelbus_consumer_lag{worker=\"risk\",topic=\"claims.created\",partition=\"2\"} 42"));
         assert!(text.contains("# TYPE modelbus_consumer_lag gauge"));
+    }
+
+    use std::time::Instant;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn start(limits: Limits) -> (SocketAddr, CancellationToken) {
+        let token = CancellationToken::new();
+        let addr = serve_with("127.0.0.1:0".parse().unwrap(), Vec::new(), token.clone(), limits).await.unwrap();
+        (addr, token)
+    }
+
+    /// Everything the server sends until it closes the connection.
+    async fn read_to_close(stream: &mut TcpStream) -> String {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        read.expect("the server closed the connection").expect("read");
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    async fn get_healthz(addr: SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        read_to_close(&mut s).await
+    }
+
+    const SHORT: Limits = Limits { header_read_timeout: Duration::from_millis(300), max_connections: 256 };
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+        let (addr, token) = start(SHORT).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let started = Instant::now();
+        slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.unwrap();
+        let got = read_to_close(&mut slow).await;
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(250) && waited < Duration::from_secs(3), "{waited:?}");
+        assert!(!got.contains("200 OK"), "{got}");
+
+        let ok = get_healthz(addr).await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK") && ok.ends_with("ok\n"), "{ok}");
+        token.cancel();
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait_for_one_to_close() {
+        let (addr, token) = start(Limits { max_connections: 1, ..SHORT }).await;
+        // Holds the only connection until the header timeout closes it.
+        let _idle = TcpStream::connect(addr).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let started = Instant::now();
+        let ok = get_healthz(addr).await;
+        assert!(ok.starts_with("HTTP/1.1 200 OK"), "{ok}");
+        assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+        token.cancel();
     }
 }

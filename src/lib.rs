@@ -19,6 +19,8 @@
 //! - [`http`] — the worker's `/metrics`, `/healthz` and `/readyz` endpoint.
 //! - [`error`] — the error classes every module's errors map to.
 //! - [`sqlite_config`] — process-wide SQLite settings.
+//! - [`private_fs`] — data directories and database files only their owner can read.
+//! - [`secrets`] — values taken from the environment, kept out of every message.
 //! - [`memory`] — returning freed memory to the OS after a burst.
 //! - [`example`] — the claims example built into the binary, and its event generator.
 //! - [`demo`] and [`bench`] — the claims example end to end, and its measurements;
@@ -39,11 +41,16 @@ pub mod event;
 pub mod example;
 pub mod faults;
 pub mod features;
+/// The bodies of the cargo-fuzz targets in `fuzz/`, shared with `tests/fuzz_regressions.rs`.
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod http;
 pub mod memory;
 pub mod model;
+pub mod private_fs;
 pub mod retry;
 pub mod schema;
+pub mod secrets;
 pub mod sink;
 pub mod sqlite_config;
 pub mod telemetry;

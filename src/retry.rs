@@ -24,7 +24,7 @@ pub fn decide(cfg: &RetryConfig, attempts: u32, since_first_failure: Duration, j
         return Decision::Exhausted("retries_exhausted");
     }
     let delay = backoff(cfg, attempts, jitter);
-    if since_first_failure + delay > cfg.max_horizon {
+    if since_first_failure.saturating_add(delay) > cfg.max_horizon {
         return Decision::Exhausted("retry_horizon_exceeded");
     }
     Decision::RetryAfter(delay)
@@ -35,7 +35,9 @@ pub fn decide(cfg: &RetryConfig, attempts: u32, since_first_failure: Duration, j
 pub fn backoff(cfg: &RetryConfig, attempts: u32, jitter: f64) -> Duration {
     let exp = cfg.multiplier.powi(attempts.saturating_sub(1).min(64) as i32);
     let base = (cfg.initial_delay.as_secs_f64() * exp).min(cfg.max_delay.as_secs_f64());
-    Duration::from_secs_f64((base * (1.0 + 0.2 * jitter.clamp(-1.0, 1.0))).max(0.0))
+    // A NaN (0 × an infinite power) or an out-of-range value falls back to
+    // the cap rather than panicking.
+    Duration::try_from_secs_f64((base * (1.0 + 0.2 * jitter.clamp(-1.0, 1.0))).max(0.0)).unwrap_or(cfg.max_delay)
 }
 
 pub fn random_jitter() -> f64 {

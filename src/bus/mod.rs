@@ -33,10 +33,27 @@ pub enum BusError {
     Task(String),
     #[error("kafka {op}: {source}")]
     Kafka { op: &'static str, source: rdkafka::error::KafkaError },
+    /// librdkafka refused a property; its value is left out (it may be a password).
+    #[error("kafka {op}: cannot set property `{property}` (value <redacted>): {reason}")]
+    KafkaConfig { op: &'static str, property: String, reason: String },
     #[error("topic `{0}` does not exist and bus.kafka.create_topics is false")]
     MissingTopic(String),
     #[error("cannot create topic `{topic}`: {code}")]
     CreateTopic { topic: String, code: rdkafka::types::RDKafkaErrorCode },
+    #[error("record of {size} bytes is over the bus's limit of {limit} bytes")]
+    RecordTooLarge { size: usize, limit: usize },
+    #[error("injected {0} fault at {1}")]
+    Injected(ErrorClass, &'static str),
+}
+
+/// Kafka errors about one record that no retry can fix: the broker or the
+/// client refuses its size or shape. They fail that record alone.
+fn kafka_refuses_record(e: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::InvalidRecord | C::InvalidMessage)
+    )
 }
 
 /// Kafka errors that no retry can fix: credentials, authorisation, config.
@@ -64,9 +81,12 @@ impl Classify for BusError {
         match self {
             BusError::Busy(_) | BusError::Task(_) => ErrorClass::Transient,
             BusError::Kafka { source, .. } if kafka_is_fatal(source) => ErrorClass::Fatal,
+            BusError::Kafka { source, .. } if kafka_refuses_record(source) => ErrorClass::Permanent,
+            BusError::RecordTooLarge { .. } => ErrorClass::Permanent,
+            BusError::Injected(class, _) => *class,
             // Brokers down, leaders moving, timeouts: retry.
             BusError::Kafka { .. } => ErrorClass::Transient,
-            BusError::MissingTopic(_) | BusError::CreateTopic { .. } => ErrorClass::Fatal,
+            BusError::MissingTopic(_) | BusError::CreateTopic { .. } | BusError::KafkaConfig { .. } => ErrorClass::Fatal,
             BusError::NoSuchTopic(_) | BusError::BadPartition { .. } => ErrorClass::Permanent,
             // A store that fails for any other reason (disk gone, corrupt file)
             // cannot be trusted with the group's position.
@@ -81,12 +101,32 @@ impl Classify for BusError {
             BusError::NoSuchTopic(_) => "no_such_topic",
             BusError::BadPartition { .. } => "bad_partition",
             BusError::Task(_) => "bus_task",
+            BusError::Kafka { source, .. } if kafka_refuses_record(source) => "record_too_large",
             BusError::Kafka { .. } => "kafka",
+            BusError::KafkaConfig { .. } => "kafka_config",
             BusError::MissingTopic(_) => "missing_topic",
             BusError::CreateTopic { .. } => "create_topic",
+            BusError::RecordTooLarge { .. } => "record_too_large",
+            BusError::Injected(..) => "injected_fault",
         }
     }
 }
+
+impl BusError {
+    /// Whether the bus refused this one record for what it is (its size),
+    /// so that no retry can succeed: the record fails alone, permanently.
+    pub fn refuses_record(&self) -> bool {
+        match self {
+            BusError::RecordTooLarge { .. } => true,
+            BusError::Kafka { source, .. } => kafka_refuses_record(source),
+            _ => false,
+        }
+    }
+}
+
+/// What became of one record of a publish: where it was written, or why
+/// the bus refused it.
+pub type Published = Result<(u32, u64), BusError>;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TopicPartition {
@@ -131,6 +171,8 @@ pub struct Commit {
 pub struct DeadLetterWrite {
     /// Where the failed record was read; not written if that partition is fenced.
     pub origin: TopicPartition,
+    /// Its offset there: no position of `origin` may pass it until written.
+    pub offset: u64,
     /// The dead-letter topic.
     pub topic: String,
     pub record: Record,
@@ -178,11 +220,34 @@ impl Bus {
     }
 
     /// Appends records; returns once they are durable. Keys choose the
-    /// partition with murmur2; a keyless record goes round-robin.
+    /// partition with murmur2; a keyless record goes round-robin. Fails if
+    /// any record was refused (others of the batch may have been written:
+    /// use [`Bus::publish_each`] where that matters).
     pub async fn publish(&self, topic: &str, records: Vec<Record>) -> Result<Vec<(u32, u64)>, BusError> {
+        self.publish_each(topic, records).await?.into_iter().collect()
+    }
+
+    /// Appends records and reports what became of each, in input order. The
+    /// outer error fails the whole batch (nothing can be said of any record:
+    /// retry them all); an inner one fails that record alone, e.g. one over
+    /// [`Bus::max_record_bytes`], while the others are written once.
+    pub async fn publish_each(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Published>, BusError> {
+        if let Some(class) = crate::faults::check("bus.publish") {
+            return Err(BusError::Injected(class, "bus.publish"));
+        }
         match self {
-            Bus::Embedded(b) => b.publish(topic, records).await,
-            Bus::Kafka(b) => b.publish(topic, records).await,
+            Bus::Embedded(b) => b.publish_each(topic, records).await,
+            Bus::Kafka(b) => b.publish_each(topic, records).await,
+        }
+    }
+
+    /// The largest record ([`Record::size`]) this bus accepts: Kafka's
+    /// `message.max.bytes` less the record framing, the embedded bus's own
+    /// bound. Dead letters are cut to fit it.
+    pub fn max_record_bytes(&self) -> usize {
+        match self {
+            Bus::Embedded(_) => embedded::MAX_RECORD_BYTES,
+            Bus::Kafka(b) => b.config().max_record_bytes(),
         }
     }
 
@@ -232,6 +297,34 @@ impl Bus {
             Bus::Kafka(b) => b.topics().await,
         }
     }
+
+    /// Reads a topic from its beginning a chunk at a time, to its end as
+    /// [`Bus::read`] finds it: for tools that must not hold a whole topic in
+    /// memory (a dead-letter topic can be gigabytes).
+    pub async fn scan(&self, topic: &str) -> Result<Scan, BusError> {
+        let (first, quiet) = match self {
+            // Everything committed is there at once.
+            Bus::Embedded(_) => (Duration::ZERO, Duration::ZERO),
+            Bus::Kafka(_) => (kafka::READ_FIRST_WAIT, kafka::READ_QUIET),
+        };
+        Ok(Scan { follower: self.follow(topic, ReadFrom::Beginning).await?, wait: first, quiet })
+    }
+}
+
+/// See [`Bus::scan`].
+pub struct Scan {
+    follower: Follower,
+    wait: Duration,
+    quiet: Duration,
+}
+
+impl Scan {
+    /// The next records, at most `max`; empty once the topic is read.
+    pub async fn next_chunk(&mut self, max: usize) -> Result<Vec<Delivery>, BusError> {
+        let chunk = self.follower.next_batch(max, self.wait).await?;
+        self.wait = self.quiet;
+        Ok(chunk)
+    }
 }
 
 pub enum Consumer {
@@ -243,6 +336,9 @@ impl Consumer {
     /// Returns up to `max` records from owned partitions, waiting at most
     /// `wait` for the first.
     pub async fn poll(&mut self, max: usize, wait: Duration) -> Result<Polled, BusError> {
+        if let Some(class) = crate::faults::check("bus.poll") {
+            return Err(BusError::Injected(class, "bus.poll"));
+        }
         match self {
             Consumer::Embedded(c) => c.poll(max, wait).await,
             Consumer::Kafka(c) => c.poll(max, wait).await,
@@ -250,6 +346,11 @@ impl Consumer {
     }
 
     pub async fn commit(&mut self, commit: Commit) -> Result<CommitOutcome, BusError> {
+        if !commit.dead_letters.is_empty() {
+            if let Some(class) = crate::faults::check("dead_letter.write") {
+                return Err(BusError::Injected(class, "dead_letter.write"));
+            }
+        }
         match self {
             Consumer::Embedded(c) => c.commit(commit).await,
             Consumer::Kafka(c) => c.commit(commit).await,
@@ -258,6 +359,9 @@ impl Consumer {
 
     /// Heartbeat and rebalance, if due. Call it often; it is cheap when not due.
     pub async fn maintain(&mut self) -> Result<Rebalance, BusError> {
+        if let Some(class) = crate::faults::check("bus.maintain") {
+            return Err(BusError::Injected(class, "bus.maintain"));
+        }
         match self {
             Consumer::Embedded(c) => c.maintain(false).await,
             Consumer::Kafka(c) => c.maintain().await,

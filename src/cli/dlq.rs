@@ -6,15 +6,16 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use chrono::{DateTime, Utc};
-use modelbus::bus::{Bus, ReadFrom};
+use modelbus::bus::Bus;
 use modelbus::dead_letter::replay::{replay, ReplayOptions};
 use modelbus::dead_letter::{DeadLetter, Filter};
 
+use super::escape::escape_control;
 use super::load_config;
 
 #[derive(clap::Subcommand)]
 pub enum DlqCommand {
-    /// List dead letters, newest last, with counts by stage and reason.
+    /// List dead letters in topic order, with counts by stage and reason.
     List {
         #[command(flatten)]
         sel: Selection,
@@ -85,8 +86,8 @@ impl Selection {
     }
 }
 
-async fn read_all(config: &modelbus::config::Config, topic: Option<&str>) -> anyhow::Result<Vec<DeadLetter>> {
-    let bus = Bus::open(config)?;
+/// The dead-letter topics to read: the one asked for, or every worker's.
+async fn topics_of(bus: &Bus, config: &modelbus::config::Config, topic: Option<&str>) -> anyhow::Result<Vec<String>> {
     let mut topics: Vec<String> = match topic {
         Some(t) => vec![t.to_string()],
         None => config.workers.iter().map(|w| w.dead_letter_topic()).collect(),
@@ -94,54 +95,86 @@ async fn read_all(config: &modelbus::config::Config, topic: Option<&str>) -> any
     topics.sort();
     topics.dedup();
     let existing: Vec<String> = bus.topics().await?.into_iter().map(|(t, _)| t).collect();
-    let mut out = Vec::new();
-    for t in topics.iter().filter(|t| existing.contains(t)) {
-        for d in bus.read(t, ReadFrom::Beginning, usize::MAX).await? {
-            if let Some(dl) = DeadLetter::from_record(d.record, d.tp.partition, d.offset) {
-                out.push(dl);
+    topics.retain(|t| existing.contains(t));
+    Ok(topics)
+}
+
+/// Calls `each` with every dead letter of `topics`, in topic order, a chunk
+/// at a time: a dead-letter topic is never held in memory whole.
+async fn for_each_dead_letter(
+    bus: &Bus,
+    topics: &[String],
+    mut each: impl FnMut(DeadLetter) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    for t in topics {
+        let mut scan = bus.scan(t).await?;
+        loop {
+            let chunk = scan.next_chunk(500).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            for d in chunk {
+                if let Some(dl) = DeadLetter::from_record(d.record, d.tp.partition, d.offset) {
+                    each(dl)?;
+                }
             }
         }
     }
-    out.sort_by_key(|d| d.last_failure());
-    Ok(out)
+    Ok(())
 }
+
+/// The most replays per second `--rate` takes, and the fewest.
+const RATE_RANGE: std::ops::RangeInclusive<f64> = 0.001..=1_000_000.0;
 
 pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         DlqCommand::List { sel, json } => {
             let config = load_config(&sel.config)?;
             let filter = sel.filter();
-            let all = read_all(&config, sel.topic.as_deref()).await?;
-            let picked: Vec<&DeadLetter> = all.iter().filter(|d| filter.matches(d)).collect();
+            let bus = Bus::open(&config)?;
+            let topics = topics_of(&bus, &config, sel.topic.as_deref()).await?;
             let mut by_reason: BTreeMap<(String, String), usize> = BTreeMap::new();
-            for d in &picked {
+            let mut picked = 0usize;
+            for_each_dead_letter(&bus, &topics, |d| {
+                if !filter.matches(&d) {
+                    return Ok(());
+                }
+                picked += 1;
                 if json {
                     println!("{}", serde_json::to_string(&d.attrs)?);
                 } else {
+                    // Attribute values come from the records: control
+                    // characters in them must not reach the terminal.
+                    let a = |name: &str| escape_control(d.attr(name)).into_owned();
                     println!(
                         "{}  {:<8} {:<9} {:<28} attempts={} {}/{}@{}  {}",
-                        d.id(),
-                        d.attr("dlstage"),
-                        d.attr("dlclass"),
-                        d.attr("dlcode"),
-                        d.attr("dlattempts"),
-                        d.attr("dltopic"),
-                        d.attr("dlpartition"),
-                        d.attr("dloffset"),
-                        d.attr("dllastfailure"),
+                        a("dlid"),
+                        a("dlstage"),
+                        a("dlclass"),
+                        a("dlcode"),
+                        a("dlattempts"),
+                        a("dltopic"),
+                        a("dlpartition"),
+                        a("dloffset"),
+                        a("dllastfailure"),
                     );
                 }
                 *by_reason.entry((d.attr("dlstage").into(), d.attr("dlcode").into())).or_default() += 1;
-            }
+                Ok(())
+            })
+            .await?;
             if !json {
-                println!("\n{} dead letter(s)", picked.len());
+                println!("\n{picked} dead letter(s)");
                 for ((stage, code), n) in by_reason {
-                    println!("  {n:>6}  {stage:<9} {code}");
+                    println!("  {n:>6}  {:<9} {}", escape_control(&stage), escape_control(&code));
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Replay { sel, dry_run, rate, max_replays } => {
+            if let Some(r) = rate.filter(|r| !RATE_RANGE.contains(r)) {
+                bail!("--rate {r}: must be between {} and {} replays per second", RATE_RANGE.start(), RATE_RANGE.end());
+            }
             let config = load_config(&sel.config)?;
             let bus = Bus::open(&config)?;
             let filter = sel.filter();
@@ -159,9 +192,13 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             }
             topics.dedup();
             let existing: Vec<String> = bus.topics().await?.into_iter().map(|(t, _)| t).collect();
-            let (mut replayed, mut already, mut refused) = (0, 0, 0);
+            let (mut replayed, mut already, mut refused, mut other) = (0, 0, 0, 0);
             for (topic, max) in topics.iter().filter(|(t, _)| existing.contains(t)) {
-                let opts = ReplayOptions { filter: filter.clone(), dry_run, rate, max_replays: *max };
+                // Only the groups this config dead-letters to `topic` may be
+                // replayed to, whatever a dead letter's `dlgroup` says.
+                let groups =
+                    config.workers.iter().filter(|w| &w.dead_letter_topic() == topic).map(|w| w.group().to_string()).collect();
+                let opts = ReplayOptions { filter: filter.clone(), dry_run, rate, max_replays: *max, groups };
                 let report = replay(&bus, topic, &opts).await?;
                 for (id, target) in &report.replayed {
                     println!("{} {id} -> {target}", if dry_run { "would replay" } else { "replayed" });
@@ -169,22 +206,35 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                 for id in &report.refused {
                     println!("refused {id}: already replayed {max} time(s) (loop guard)");
                 }
+                for (id, why) in &report.refused_other {
+                    println!("refused {}: {}", escape_control(id), escape_control(why));
+                }
                 replayed += report.replayed.len();
                 already += report.already.len();
                 refused += report.refused.len();
+                other += report.refused_other.len();
             }
             println!(
-                "{}{replayed} replayed, {already} skipped (replayed before), {refused} refused by the loop guard",
+                "{}{replayed} replayed, {already} skipped (replayed before), {refused} refused by the loop guard, {other} refused (not replayable)",
                 if dry_run { "dry run: " } else { "" }
             );
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Show { id, config } => {
             let config = load_config(&config)?;
-            let all = read_all(&config, None).await?;
-            let Some(d) = all.iter().rev().find(|d| d.id() == id) else {
-                bail!("no dead letter with id `{id}`")
-            };
+            let bus = Bus::open(&config)?;
+            let topics = topics_of(&bus, &config, None).await?;
+            // The last one with this id: a crash before a commit repeats a
+            // dead letter with the same id.
+            let mut found = None;
+            for_each_dead_letter(&bus, &topics, |d| {
+                if d.id() == id {
+                    found = Some(d);
+                }
+                Ok(())
+            })
+            .await?;
+            let Some(d) = found else { bail!("no dead letter with id `{id}`") };
             println!("{}", serde_json::to_string_pretty(&d.to_json())?);
             Ok(ExitCode::SUCCESS)
         }

@@ -1,6 +1,7 @@
 //! Subcommand implementations, one file per command family.
 
 pub mod dlq;
+pub mod escape;
 pub mod publish;
 pub mod run;
 pub mod schema;

@@ -10,6 +10,7 @@ use modelbus::bus::{Bus, ReadFrom};
 use modelbus::event::Event;
 use serde_json::json;
 
+use super::escape::escape_control_json;
 use super::load_config;
 
 #[derive(clap::Args)]
@@ -60,7 +61,9 @@ pub async fn tail(args: TailArgs) -> anyhow::Result<ExitCode> {
                     "value": String::from_utf8_lossy(&d.record.value),
                 }),
             };
-            writeln!(out, "{line}")?;
+            // JSON escapes only U+0000-U+001F; DEL, C1 controls and bidi
+            // overrides in a published value would reach the terminal raw.
+            writeln!(out, "{}", escape_control_json(&line.to_string()))?;
             seen += 1;
         }
         out.flush()?;

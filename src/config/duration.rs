@@ -6,9 +6,18 @@ use std::time::Duration;
 
 use serde::{de::Error, Deserialize, Deserializer};
 
+/// The longest duration any setting takes: ten years. Longer ones are
+/// refused, because adding them to a clock reading could overflow (a
+/// panic), and no timeout or interval means that much.
+pub const MAX: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
 fn parse<E: Error>(s: &str) -> Result<Duration, E> {
-    humantime::parse_duration(s)
-        .map_err(|e| E::custom(format!("expected a duration like \"5ms\", got \"{s}\" ({e})")))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| E::custom(format!("expected a duration like \"5ms\", got \"{s}\" ({e})")))?;
+    if d > MAX {
+        return Err(E::custom(format!("\"{s}\" is too long: at most 10 years")));
+    }
+    Ok(d)
 }
 
 #[derive(Deserialize)]

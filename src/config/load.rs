@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::Config;
+use crate::secrets::Secrets;
 
 /// One problem, at one path (`workers[0].batch.max_wait`).
 #[derive(Debug, Clone, PartialEq)]
@@ -65,19 +66,38 @@ pub fn load_str(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
         vec![ConfigError { path: String::new(), message: format!("invalid TOML: {e}") }]
     })?;
     let mut errors = Vec::new();
-    interpolate_env(&mut doc, String::new(), &mut errors);
-    let config = deserialize_collecting(doc, &mut errors);
-    let Some(mut config) = config else { return Err(errors) };
-    errors.extend(super::validate::validate(&config));
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    let mut secrets = Secrets::default();
+    interpolate_env(&mut doc, String::new(), &mut errors, &mut secrets);
+    // Later errors of this process (the Kafka client's) are scrubbed too.
+    crate::secrets::remember(&secrets);
+    let mut config = check(doc, errors).map_err(|errors| scrub(errors, &secrets))?;
     resolve_paths(&mut config, base);
     Ok(config)
 }
 
-/// Replaces `${NAME}` in every string with the environment variable NAME.
-fn interpolate_env(v: &mut toml::Value, path: String, errors: &mut Vec<ConfigError>) {
+/// Deserialises and validates the interpolated document.
+fn check(doc: toml::Value, mut errors: Vec<ConfigError>) -> Result<Config, Vec<ConfigError>> {
+    let config = deserialize_collecting(doc, &mut errors);
+    let Some(config) = config else { return Err(errors) };
+    errors.extend(super::validate::validate(&config));
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(config)
+}
+
+/// Messages quote offending values (`got "..."`, `invalid type: string
+/// "..."`); one that came from the environment is shown as `${NAME}`.
+fn scrub(errors: Vec<ConfigError>, secrets: &Secrets) -> Vec<ConfigError> {
+    errors
+        .into_iter()
+        .map(|e| ConfigError { message: secrets.scrub(&e.message).into_owned(), path: e.path })
+        .collect()
+}
+
+/// Replaces `${NAME}` in every string with the environment variable NAME,
+/// noting each value in `secrets`.
+fn interpolate_env(v: &mut toml::Value, path: String, errors: &mut Vec<ConfigError>, secrets: &mut Secrets) {
     match v {
         toml::Value::String(s) if s.contains("${") => {
             let mut out = String::new();
@@ -90,7 +110,10 @@ fn interpolate_env(v: &mut toml::Value, path: String, errors: &mut Vec<ConfigErr
                 };
                 let name = &rest[start + 2..start + end];
                 match std::env::var(name) {
-                    Ok(val) => out.push_str(&val),
+                    Ok(val) => {
+                        secrets.add(name, &val);
+                        out.push_str(&val);
+                    }
                     Err(_) => errors.push(ConfigError {
                         path: path.clone(),
                         message: format!("environment variable `{name}` is not set"),
@@ -103,13 +126,13 @@ fn interpolate_env(v: &mut toml::Value, path: String, errors: &mut Vec<ConfigErr
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate_env(item, format!("{path}[{i}]"), errors);
+                interpolate_env(item, format!("{path}[{i}]"), errors, secrets);
             }
         }
         toml::Value::Table(t) => {
             for (k, item) in t.iter_mut() {
                 let p = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-                interpolate_env(item, p, errors);
+                interpolate_env(item, p, errors, secrets);
             }
         }
         _ => {}

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use duration::MAX as MAX_DURATION;
 pub use load::{load, load_str, ConfigError, ConfigErrors};
 pub use validate::is_identifier;
 
@@ -192,6 +193,14 @@ pub struct FeatureStoreConfig {
     /// dropped whenever the store's data changes, so it is never stale.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// About how much memory the cache may take, keys and rows together
+    /// (default 64 MiB); when full it starts over.
+    #[serde(default = "default_cache_bytes")]
+    pub cache_bytes: usize,
+}
+
+fn default_cache_bytes() -> usize {
+    64 << 20
 }
 
 fn default_cache_entries() -> usize {
@@ -279,9 +288,11 @@ pub struct WorkerConfig {
     /// Most events read but not yet committed; the consumer stops fetching at this bound.
     #[serde(default = "default_in_flight")]
     pub max_in_flight: usize,
-    /// Larger records are dead-lettered (stage `validate`, code `payload_too_large`).
-    #[serde(default = "default_payload")]
-    pub max_payload_bytes: usize,
+    /// Larger records are dead-lettered (stage `validate`, code
+    /// `payload_too_large`). Default: 1 MiB on the embedded bus; on Kafka,
+    /// `message.max.bytes` less the most a dead letter's attributes take,
+    /// so the dead letter of any accepted record fits the broker too.
+    pub max_payload_bytes: Option<usize>,
     #[serde(default)]
     pub retry: RetryConfig,
     /// How often the group's position is committed. Results are emitted
@@ -312,11 +323,20 @@ fn default_max_replays() -> u32 {
 fn default_commit_interval() -> Duration {
     Duration::from_millis(50)
 }
-fn default_payload() -> usize {
-    1 << 20
-}
+/// The default `max_payload_bytes` on the embedded bus.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
 
 impl WorkerConfig {
+    /// The payload limit in force on `bus` (see `max_payload_bytes`).
+    pub fn max_payload_bytes(&self, bus: &BusConfig) -> usize {
+        self.max_payload_bytes.unwrap_or_else(|| match bus.kind {
+            BusKind::Embedded => DEFAULT_MAX_PAYLOAD_BYTES,
+            BusKind::Kafka => {
+                bus.kafka.max_record_bytes().saturating_sub(crate::dead_letter::MAX_HEADER_BYTES)
+            }
+        })
+    }
+
     pub fn group(&self) -> &str {
         self.group.as_deref().unwrap_or(&self.name)
     }

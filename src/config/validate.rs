@@ -3,8 +3,10 @@
 //! its path; all of them are returned together.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use super::{Config, ConfigError};
+use crate::dead_letter::MAX_HEADER_BYTES;
 use crate::model::OutputExpr;
 
 pub fn validate(c: &Config) -> Vec<ConfigError> {
@@ -13,6 +15,16 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
 
     if c.bus.embedded.partitions == 0 || c.bus.embedded.partitions > 1024 {
         err("bus.embedded.partitions".into(), "must be between 1 and 1024".into());
+    }
+    let ms = Duration::from_millis(1);
+    for (name, d) in [
+        ("poll_interval", c.bus.embedded.poll_interval),
+        ("heartbeat_interval", c.bus.embedded.heartbeat_interval),
+        ("session_timeout", c.bus.embedded.session_timeout),
+    ] {
+        if d < ms {
+            err(format!("bus.embedded.{name}"), "must be at least 1ms".into());
+        }
     }
     if c.bus.embedded.heartbeat_interval >= c.bus.embedded.session_timeout {
         err(
@@ -30,6 +42,17 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
         }
         if k.replication_factor == 0 {
             err("bus.kafka.replication_factor".into(), "must be at least 1".into());
+        }
+        for (name, d) in [("session_timeout", k.session_timeout), ("request_timeout", k.request_timeout)] {
+            if d < ms || d > Duration::from_secs(3600) {
+                err(format!("bus.kafka.{name}"), "must be between 1ms and 1h (librdkafka's range)".into());
+            }
+        }
+        if k.max_record_bytes() <= MAX_HEADER_BYTES {
+            err(
+                "bus.kafka.properties.\"message.max.bytes\"".into(),
+                format!("must be well above {} bytes: a dead letter's attributes alone take up to {MAX_HEADER_BYTES}", MAX_HEADER_BYTES + 1024),
+            );
         }
         let tables = [("properties", &k.properties), ("producer_properties", &k.producer_properties), ("consumer_properties", &k.consumer_properties)];
         for (table, props) in tables {
@@ -122,15 +145,35 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
         if w.max_in_flight < w.batch.max_size {
             err(format!("{p}.max_in_flight"), "must be at least batch.max_size".into());
         }
-        if w.max_payload_bytes == 0 {
-            err(format!("{p}.max_payload_bytes"), "must be positive".into());
+        match w.max_payload_bytes {
+            Some(0) => err(format!("{p}.max_payload_bytes"), "must be positive".into()),
+            Some(n) => {
+                // The dead letter of a record this large must still fit the bus.
+                let (limit, what) = match c.bus.kind {
+                    super::BusKind::Embedded => (crate::bus::embedded::MAX_RECORD_BYTES, "the embedded bus's record limit".to_string()),
+                    super::BusKind::Kafka => {
+                        (c.bus.kafka.max_record_bytes(), format!("message.max.bytes ({}) less framing", c.bus.kafka.message_max_bytes()))
+                    }
+                };
+                let most = limit.saturating_sub(MAX_HEADER_BYTES);
+                if n > most {
+                    err(
+                        format!("{p}.max_payload_bytes"),
+                        format!("{n} cannot fit: at most {most}, which is {what} less {MAX_HEADER_BYTES} bytes of dead-letter attributes"),
+                    );
+                }
+            }
+            None => {}
+        }
+        if w.commit_interval < ms {
+            err(format!("{p}.commit_interval"), "must be at least 1ms".into());
         }
         let r = &w.retry;
         if r.max_attempts == 0 {
             err(format!("{p}.retry.max_attempts"), "must be at least 1 (the first attempt)".into());
         }
-        if !(r.multiplier >= 1.0 && r.multiplier.is_finite()) {
-            err(format!("{p}.retry.multiplier"), "must be a finite number >= 1".into());
+        if !(1.0..=1000.0).contains(&r.multiplier) {
+            err(format!("{p}.retry.multiplier"), "must be a number between 1 and 1000".into());
         }
         if r.max_delay < r.initial_delay {
             err(format!("{p}.retry.max_delay"), "must be at least retry.initial_delay".into());

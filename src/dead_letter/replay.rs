@@ -9,12 +9,20 @@
 //! not replay the same dead letter twice; a crash between the replay and the
 //! ledger write can repeat one replay, which the result's deterministic id
 //! (and input dedup, when on) absorbs.
+//!
+//! The target group is named by the dead letter's own `dlgroup` header, and
+//! anyone who can write to the dead-letter topic can write that header. So
+//! a replay goes only to a group the config says dead-letters to this
+//! topic ([`ReplayOptions::groups`]); anything else is refused and
+//! reported. A dead letter whose value was cut to fit the bus
+//! (`dltruncated`) is refused too: the original is no longer in it.
+//! Both topics are read a chunk at a time, never whole.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{DeadLetter, Filter};
-use crate::bus::{Bus, BusError, ReadFrom};
+use crate::bus::{Bus, BusError};
 use crate::event::{Record, CE_PREFIX};
 
 pub const REPLAYCOUNT: &str = "replaycount";
@@ -27,7 +35,13 @@ pub struct ReplayOptions {
     pub rate: Option<f64>,
     /// Refuse a record already replayed this many times.
     pub max_replays: u32,
+    /// The groups that may be replayed to: those of the workers whose
+    /// dead-letter topic this is.
+    pub groups: Vec<String>,
 }
+
+/// How many dead letters are read and held at a time.
+const CHUNK: usize = 500;
 
 #[derive(Debug, Default)]
 pub struct ReplayReport {
@@ -37,6 +51,8 @@ pub struct ReplayReport {
     pub already: Vec<String>,
     /// Refused by the loop guard.
     pub refused: Vec<String>,
+    /// Refused for another reason: (dlid, why).
+    pub refused_other: Vec<(String, String)>,
 }
 
 pub fn ledger_topic(dlq_topic: &str) -> String {
@@ -51,41 +67,64 @@ fn replay_count(r: &Record) -> u32 {
 pub async fn replay(bus: &Bus, dlq_topic: &str, opts: &ReplayOptions) -> Result<ReplayReport, BusError> {
     let ledger = ledger_topic(dlq_topic);
     bus.ensure_topic(&ledger, false).await?;
-    let done: HashSet<Vec<u8>> = bus
-        .read(&ledger, ReadFrom::Beginning, usize::MAX)
-        .await?
-        .into_iter()
-        .filter_map(|d| d.record.key)
-        .collect();
+    // The ids of what was replayed before: 36 bytes each, not the records.
+    let mut done: HashSet<Vec<u8>> = HashSet::new();
+    let mut scan = bus.scan(&ledger).await?;
+    loop {
+        let chunk = scan.next_chunk(CHUNK * 10).await?;
+        if chunk.is_empty() {
+            break;
+        }
+        done.extend(chunk.into_iter().filter_map(|d| d.record.key));
+    }
     let mut report = ReplayReport::default();
-    let pause = opts.rate.filter(|r| *r > 0.0).map(|r| Duration::from_secs_f64(1.0 / r));
-    for d in bus.read(dlq_topic, ReadFrom::Beginning, usize::MAX).await? {
-        let Some(dl) = DeadLetter::from_record(d.record, d.tp.partition, d.offset) else { continue };
-        if !opts.filter.matches(&dl) {
-            continue;
+    let pause = opts.rate.filter(|r| r.is_finite() && *r > 0.0).and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok());
+    let mut scan = bus.scan(dlq_topic).await?;
+    loop {
+        let chunk = scan.next_chunk(CHUNK).await?;
+        if chunk.is_empty() {
+            break;
         }
-        let id = dl.id().to_string();
-        if done.contains(id.as_bytes()) || report.replayed.iter().any(|(r, _)| r == &id) {
-            report.already.push(id);
-            continue;
-        }
-        let mut original = dl.original();
-        let count = replay_count(&original);
-        if count >= opts.max_replays {
-            report.refused.push(id);
-            continue;
-        }
-        original.set_header(&format!("{CE_PREFIX}{REPLAYCOUNT}"), (count + 1).to_string());
-        let target = format!("{}.replay", dl.attr("dlgroup"));
-        if !opts.dry_run {
-            bus.publish(&target, vec![original]).await?;
-            let mark = Record { key: Some(id.as_bytes().to_vec()), headers: Default::default(), value: target.as_bytes().to_vec() };
-            bus.publish(&ledger, vec![mark]).await?;
-            if let Some(p) = pause {
-                tokio::time::sleep(p).await;
+        for d in chunk {
+            let Some(dl) = DeadLetter::from_record(d.record, d.tp.partition, d.offset) else { continue };
+            if !opts.filter.matches(&dl) {
+                continue;
             }
+            let id = dl.id().to_string();
+            if done.contains(id.as_bytes()) {
+                report.already.push(id);
+                continue;
+            }
+            let group = dl.attr("dlgroup");
+            if !opts.groups.iter().any(|g| g == group) {
+                let why = format!("its group `{group}` is not a group of this config that dead-letters to `{dlq_topic}`");
+                report.refused_other.push((id, why));
+                continue;
+            }
+            if dl.truncated() {
+                let why = format!("its value was cut to fit the bus ({} of {} bytes kept)", dl.record.value.len(), dl.attr("dloriginalsize"));
+                report.refused_other.push((id, why));
+                continue;
+            }
+            let mut original = dl.original();
+            let count = replay_count(&original);
+            if count >= opts.max_replays {
+                report.refused.push(id);
+                continue;
+            }
+            original.set_header(&format!("{CE_PREFIX}{REPLAYCOUNT}"), count.saturating_add(1).to_string());
+            let target = format!("{group}.replay");
+            if !opts.dry_run {
+                bus.publish(&target, vec![original]).await?;
+                let mark = Record { key: Some(id.as_bytes().to_vec()), headers: Default::default(), value: target.as_bytes().to_vec() };
+                bus.publish(&ledger, vec![mark]).await?;
+                if let Some(p) = pause {
+                    tokio::time::sleep(p).await;
+                }
+            }
+            done.insert(id.as_bytes().to_vec());
+            report.replayed.push((id, target));
         }
-        report.replayed.push((id, target));
     }
     Ok(report)
 }

@@ -25,11 +25,12 @@ pub struct EmbeddedStore {
 
 fn open_conn(data_dir: &Path, store: &str) -> Result<Connection, FeatureError> {
     let err = |source| FeatureError::Store { store: store.to_string(), source };
-    std::fs::create_dir_all(data_dir).map_err(|e| FeatureError::Csv {
+    // Owner-only, before SQLite creates the file (and its -wal, -shm) with the umask's mode.
+    let path = crate::private_fs::prepare_db(data_dir, FILE_NAME).map_err(|e| FeatureError::Csv {
         path: data_dir.display().to_string(),
-        reason: format!("cannot create data directory: {e}"),
+        reason: format!("cannot create data directory or database file: {e}"),
     })?;
-    let conn = Connection::open(data_dir.join(FILE_NAME)).map_err(err)?;
+    let conn = Connection::open(path).map_err(err)?;
     conn.busy_handler(Some(crate::bus::embedded::short_waits)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     rusqlite::vtab::array::load_module(&conn).map_err(err)?;
@@ -47,13 +48,14 @@ fn columns(conn: &Connection, store: &str) -> rusqlite::Result<Vec<String>> {
 }
 
 impl EmbeddedStore {
-    /// `cache_entries` bounds the in-memory row cache (0: none).
-    pub fn open(name: &str, data_dir: &Path, cache_entries: usize) -> Result<EmbeddedStore, FeatureError> {
+    /// `cache_entries` and `cache_bytes` bound the in-memory row cache
+    /// (`cache_entries = 0`: none).
+    pub fn open(name: &str, data_dir: &Path, cache_entries: usize, cache_bytes: usize) -> Result<EmbeddedStore, FeatureError> {
         Ok(EmbeddedStore {
             name: name.to_string(),
             conn: Arc::new(Mutex::new(open_conn(data_dir, name)?)),
             query: Arc::new(Mutex::new(None)),
-            cache: Arc::new(Mutex::new(RowCache::new(cache_entries))),
+            cache: Arc::new(Mutex::new(RowCache::new(cache_entries, cache_bytes))),
         })
     }
 
@@ -266,7 +268,7 @@ mod tests {
     async fn cached_rows_follow_a_reload_and_repeats_share_one_row() {
         let dir = tempfile::tempdir().unwrap();
         load_csv(dir.path(), "s", &write_csv(dir.path(), "a,1,gold\nb,2,\n")).unwrap();
-        let store = EmbeddedStore::open("s", dir.path(), 100).unwrap();
+        let store = EmbeddedStore::open("s", dir.path(), 100, 1 << 20).unwrap();
         store.prepare(&["score".into(), "tier".into()]).await.unwrap();
         let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
 
@@ -291,7 +293,7 @@ mod tests {
     async fn without_a_cache_every_lookup_reads_the_store() {
         let dir = tempfile::tempdir().unwrap();
         load_csv(dir.path(), "s", &write_csv(dir.path(), "a,1,x\n")).unwrap();
-        let store = EmbeddedStore::open("s", dir.path(), 0).unwrap();
+        let store = EmbeddedStore::open("s", dir.path(), 0, 1 << 20).unwrap();
         store.prepare(&["score".into()]).await.unwrap();
         assert_eq!(store.lookup(vec!["a".into()]).await.unwrap()[0].as_deref(), Some(&[Cell::Num(1.0)][..]));
         load_csv(dir.path(), "s", &write_csv(dir.path(), "a,5,x\n")).unwrap();

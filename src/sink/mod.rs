@@ -25,6 +25,8 @@ impl Classify for SinkError {
             // errors stay fatal.
             SinkError::Topic { source, .. } => match source.class() {
                 ErrorClass::Fatal => ErrorClass::Fatal,
+                // This one record can never be written (its size).
+                _ if source.refuses_record() => ErrorClass::Permanent,
                 _ => ErrorClass::Transient,
             },
             SinkError::Injected(c) => *c,
@@ -32,6 +34,7 @@ impl Classify for SinkError {
     }
     fn code(&self) -> &'static str {
         match self {
+            SinkError::Topic { source, .. } if source.refuses_record() => source.code(),
             SinkError::Topic { .. } => "sink_topic",
             SinkError::Injected(_) => "injected_fault",
         }
@@ -49,14 +52,41 @@ impl Sink {
         }
     }
 
-    /// Delivers a batch; `Ok` means every record is durably accepted.
-    pub async fn emit(&self, records: Vec<Record>) -> Result<(), SinkError> {
+    /// Delivers a batch and says what became of each record, in order:
+    /// `Ok(())` when it is durably accepted. The outer error fails the whole
+    /// batch (retry every record); an inner one fails that record alone
+    /// (a permanent one dead-letters just its input), and the others are
+    /// accepted once.
+    pub async fn emit(&self, records: Vec<Record>) -> Result<Vec<Result<(), SinkError>>, SinkError> {
         if let Some(class) = crate::faults::check("sink.emit") {
             return Err(SinkError::Injected(class));
         }
+        if crate::faults::armed("sink.record") {
+            return self.emit_with_refusals(records).await;
+        }
+        self.emit_to_backend(records).await
+    }
+
+    async fn emit_to_backend(&self, records: Vec<Record>) -> Result<Vec<Result<(), SinkError>>, SinkError> {
         match self {
             Sink::Topic(s) => s.emit(records).await,
         }
+    }
+
+    /// Fault injection per record (`sink.record`): the records whose check
+    /// fails are refused without being sent, as a backend refuses one it
+    /// cannot take; the others go to the backend.
+    async fn emit_with_refusals(&self, records: Vec<Record>) -> Result<Vec<Result<(), SinkError>>, SinkError> {
+        let refused: Vec<Option<ErrorClass>> = records.iter().map(|_| crate::faults::check("sink.record")).collect();
+        let send = records.into_iter().zip(&refused).filter(|(_, r)| r.is_none()).map(|(rec, _)| rec).collect();
+        let mut sent = self.emit_to_backend(send).await?.into_iter();
+        Ok(refused
+            .into_iter()
+            .map(|r| match r {
+                Some(class) => Err(SinkError::Injected(class)),
+                None => sent.next().unwrap_or(Err(SinkError::Injected(ErrorClass::Transient))),
+            })
+            .collect())
     }
 
     pub fn describe(&self) -> String {

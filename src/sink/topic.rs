@@ -21,14 +21,12 @@ impl TopicSink {
         &self.topic
     }
 
-    pub async fn emit(&self, records: Vec<Record>) -> Result<(), SinkError> {
+    pub async fn emit(&self, records: Vec<Record>) -> Result<Vec<Result<(), SinkError>>, SinkError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        self.bus
-            .publish(&self.topic, records)
-            .await
-            .map(|_| ())
-            .map_err(|source| SinkError::Topic { topic: self.topic.clone(), source })
+        let err = |source| SinkError::Topic { topic: self.topic.clone(), source };
+        let written = self.bus.publish_each(&self.topic, records).await.map_err(err)?;
+        Ok(written.into_iter().map(|w| w.map(|_| ()).map_err(err)).collect())
     }
 }

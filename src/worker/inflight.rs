@@ -200,7 +200,7 @@ impl InFlight {
                 self.len -= 1;
                 next = Some(off + 1);
                 if let SlotState::Done { dead_letter: Some((topic, record)) } = slot.state {
-                    commit.dead_letters.push(DeadLetterWrite { origin: slot.delivery.tp.clone(), topic, record });
+                    commit.dead_letters.push(DeadLetterWrite { origin: slot.delivery.tp.clone(), offset: off, topic, record });
                 }
             }
             if let Some(n) = next {
@@ -230,8 +230,15 @@ impl InFlight {
     /// results are out and that need nothing more written with the commit
     /// (no dead letter). A bus may commit these at any moment, e.g. when a
     /// rebalance takes the partition away between two regular commits.
+    /// A partition with a dead letter still unwritten (in a commit that
+    /// failed and waits to be retried) offers nothing: its events have left
+    /// the table, but no position may pass the dead letter until it is
+    /// written, or the event would end with neither result nor dead letter.
     pub fn safe_watermarks(&self) -> Vec<(TopicPartition, u64)> {
         let mut out = Vec::new();
+        let unwritten = |tp: &TopicPartition| {
+            self.carry.as_ref().is_some_and(|c| c.dead_letters.iter().any(|d| &d.origin == tp))
+        };
         for (tp, slots) in &self.parts {
             let mut next = None;
             for (off, slot) in slots.iter() {
@@ -240,11 +247,16 @@ impl InFlight {
                     _ => break,
                 }
             }
-            if let Some(n) = next {
+            if let Some(n) = next.filter(|_| !unwritten(tp)) {
                 out.push((tp.clone(), n));
             }
         }
         out
+    }
+
+    /// Whether a failed commit is waiting to be retried.
+    pub fn has_carry(&self) -> bool {
+        self.carry.is_some()
     }
 
     /// Gives back the room a burst left behind: a partition's queue keeps
@@ -345,5 +357,28 @@ mod tests {
         // Committed through 2; offset 3 is unfinished.
         assert!(f.safe_watermarks().is_empty());
         assert!(!f.committable(), "only an unfinished event is left");
+    }
+
+    #[test]
+    fn nothing_is_staged_past_a_dead_letter_whose_write_failed() {
+        let now = Instant::now();
+        let mut f = InFlight::default();
+        for o in 0..4 {
+            f.add(d(0, o, &format!("k{o}")), now);
+        }
+        let tp = TopicPartition { topic: "t".into(), partition: 0 };
+        f.get_mut(&tp, 0).unwrap().state = SlotState::Done { dead_letter: Some(("dlq".into(), Record::default())) };
+        f.get_mut(&tp, 1).unwrap().state = SlotState::Done { dead_letter: None };
+        let c = f.take_commit();
+        assert_eq!((c.offsets.clone(), c.dead_letters.len(), c.dead_letters[0].offset), (vec![(tp.clone(), 2)], 1, 0));
+        // The commit failed: it is carried, its dead letter still unwritten.
+        f.restore(c);
+        f.get_mut(&tp, 2).unwrap().state = SlotState::Done { dead_letter: None };
+        assert!(f.safe_watermarks().is_empty(), "offset 3 would skip the unwritten dead letter at 0");
+        // The retried commit carries the dead letter and moves past it.
+        let c = f.take_commit();
+        assert_eq!(c.dead_letters.len(), 1);
+        assert_eq!(c.offsets.last(), Some(&(tp.clone(), 3)));
+        assert!(!f.has_carry());
     }
 }

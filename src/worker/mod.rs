@@ -67,6 +67,24 @@ pub struct Worker {
     pub stats: Arc<WorkerStats>,
 }
 
+/// The attempt state after one more failure at `now_ms`. Stored attempt
+/// state comes from the bus, where anyone with access to the topic can
+/// write it: no arithmetic on it may overflow (the count saturates), and a
+/// first failure in the future or before the epoch is taken as now.
+fn next_attempt(prev: Option<AttemptState>, now_ms: i64) -> AttemptState {
+    let prev = prev.unwrap_or(AttemptState { attempts: 0, first_failure_ms: now_ms, last_failure_ms: now_ms });
+    let first_failure_ms = if (0..=now_ms).contains(&prev.first_failure_ms) { prev.first_failure_ms } else { now_ms };
+    AttemptState { attempts: prev.attempts.saturating_add(1), first_failure_ms, last_failure_ms: now_ms }
+}
+
+/// How many times a draining worker tries its last commit (200 ms, then
+/// doubling: about 6 s in all) before it leaves the rest for the next owner.
+const FINAL_COMMIT_TRIES: u32 = 5;
+
+/// Longest pause after consecutive transient bus errors in poll or group
+/// maintenance (a store busy for seconds, a broker away).
+const BUS_RETRY_MAX: Duration = Duration::from_secs(5);
+
 /// How often consumer lag is read for `/metrics`.
 const LAG_REFRESH: Duration = Duration::from_secs(2);
 
@@ -110,8 +128,21 @@ impl Worker {
         let result = self.serve(&mut consumer, &mut inflight, &shutdown).await;
         if result.is_ok() {
             // Drain: what is fully handled is committed; anything polled but
-            // not started is left for the next owner.
-            self.commit(&mut consumer, &mut inflight).await?;
+            // not started is left for the next owner. A commit that fails
+            // transiently is tried again a few times: until it is written,
+            // nothing may move past its dead letters.
+            for attempt in 0..FINAL_COMMIT_TRIES {
+                self.commit(&mut consumer, &mut inflight).await?;
+                if !inflight.has_carry() {
+                    break;
+                }
+                if attempt + 1 == FINAL_COMMIT_TRIES {
+                    tracing::error!(worker = %self.plan.worker,
+                        "final commit failed; its events will be redelivered to the next owner");
+                } else {
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
             consumer.close().await.map_err(berr)?;
             tracing::info!(worker = %self.plan.worker, "worker drained and stopped");
         }
@@ -129,12 +160,20 @@ impl Worker {
         let mut last_commit = Instant::now();
         let mut paused = false;
         let (mut last_busy, mut idle_collected) = (Instant::now(), true);
+        // Consecutive transient bus errors, for the pause before the next try.
+        let mut bus_errors = 0u32;
         while !shutdown.is_cancelled() {
             if last_commit.elapsed() >= self.commit_interval {
                 last_commit = Instant::now();
                 self.commit(consumer, inflight).await?;
             }
-            let reb = consumer.maintain().await.map_err(berr)?;
+            let reb = match consumer.maintain().await {
+                Ok(reb) => reb,
+                Err(e) => {
+                    self.bus_error(e, "group maintenance", &mut bus_errors, shutdown).await?;
+                    continue;
+                }
+            };
             for tp in &reb.revoked {
                 inflight.drop_partition(tp);
             }
@@ -173,8 +212,18 @@ impl Worker {
                     None => inflight.next_due().map_or(IDLE_WAIT, |d| d.saturating_duration_since(now)).min(IDLE_WAIT),
                 };
                 let polled = tokio::select! {
-                    p = consumer.poll(space.min(max * 4), wait) => p.map_err(berr)?,
+                    p = consumer.poll(space.min(max * 4), wait) => p,
                     _ = shutdown.cancelled() => return Ok(()),
+                };
+                let polled = match polled {
+                    Ok(p) => {
+                        bus_errors = 0;
+                        p
+                    }
+                    Err(e) => {
+                        self.bus_error(e, "poll", &mut bus_errors, shutdown).await?;
+                        break;
+                    }
                 };
                 let got = polled.deliveries.len();
                 // One clock read for the whole poll: its records arrived together.
@@ -211,6 +260,31 @@ impl Worker {
             }
             self.run_selected(inflight, &selected).await?;
             consumer.stage(|| inflight.safe_watermarks());
+        }
+        Ok(())
+    }
+
+    /// A bus error in poll or group maintenance: a transient one (the
+    /// embedded store busy, a broker away) pauses with capped backoff and
+    /// the loop goes on, keeping its in-flight work; any other stops the
+    /// worker.
+    async fn bus_error(
+        &self,
+        e: BusError,
+        during: &str,
+        consecutive: &mut u32,
+        shutdown: &CancellationToken,
+    ) -> Result<(), WorkerError> {
+        if e.class() != ErrorClass::Transient {
+            return Err(WorkerError::Bus { worker: self.plan.worker.clone(), source: e });
+        }
+        *consecutive = consecutive.saturating_add(1);
+        let pause = (Duration::from_millis(50) * 2u32.saturating_pow((*consecutive - 1).min(10))).min(BUS_RETRY_MAX);
+        tracing::warn!(worker = %self.plan.worker, error = %e, during, consecutive = *consecutive, ?pause,
+            "transient bus error; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => {}
         }
         Ok(())
     }
@@ -276,12 +350,11 @@ impl Worker {
     /// in place until the policy gives up, then dead-lettered once.
     fn fail(&self, slot: &mut inflight::Slot, err: StageError) {
         let now_ms = Utc::now().timestamp_millis();
-        let prev = slot.attempts.unwrap_or(AttemptState { attempts: 0, first_failure_ms: now_ms, last_failure_ms: now_ms });
-        let state = AttemptState { attempts: prev.attempts + 1, first_failure_ms: prev.first_failure_ms, last_failure_ms: now_ms };
+        let state = next_attempt(slot.attempts, now_ms);
         slot.attempts = Some(state);
         let mut code = err.code.clone();
         if err.class == ErrorClass::Transient {
-            let since = Duration::from_millis((now_ms - state.first_failure_ms).max(0) as u64);
+            let since = Duration::from_millis(now_ms.saturating_sub(state.first_failure_ms).max(0) as u64);
             match decide(&self.retry, state.attempts, since, random_jitter()) {
                 Decision::RetryAfter(delay) => {
                     slot.attempts_dirty = true;
@@ -303,6 +376,7 @@ impl Worker {
             attempts: state.attempts,
             first_failure: ms(state.first_failure_ms),
             last_failure: ms(state.last_failure_ms),
+            sink: err.sink,
         };
         let origin = Origin {
             worker: &self.plan.worker,
@@ -312,8 +386,32 @@ impl Worker {
             tp: &slot.delivery.tp,
             offset: slot.delivery.offset,
         };
-        let record = envelope(&slot.delivery.record, &failure, &origin);
+        let record = envelope(&slot.delivery.record, &failure, &origin, self.bus.max_record_bytes());
         self.stats.dead_lettered(err.stage.as_str(), &code);
         slot.state = SlotState::Done { dead_letter: Some((self.plan.dead_letter_topic.clone(), record)) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_stored_attempt_state_neither_overflows_nor_resets() {
+        let now = 1_700_000_000_000;
+        let a = next_attempt(None, now);
+        assert_eq!((a.attempts, a.first_failure_ms), (1, now));
+        let forged = AttemptState { attempts: u32::MAX, first_failure_ms: i64::MIN, last_failure_ms: i64::MAX };
+        let b = next_attempt(Some(forged), now);
+        assert_eq!(b.attempts, u32::MAX, "saturates: a wrap to 0 would retry for ever");
+        assert_eq!((b.first_failure_ms, b.last_failure_ms), (now, now));
+        let future = AttemptState { attempts: 2, first_failure_ms: i64::MAX, last_failure_ms: 0 };
+        assert_eq!(next_attempt(Some(future), now).first_failure_ms, now);
+        let past = AttemptState { attempts: 2, first_failure_ms: now - 5000, last_failure_ms: 0 };
+        assert_eq!(next_attempt(Some(past), now).first_failure_ms, now - 5000, "a sane first failure is kept");
+        // The retry decision on the extremes does not panic.
+        let cfg = RetryConfig { max_horizon: crate::config::MAX_DURATION, max_delay: crate::config::MAX_DURATION, ..Default::default() };
+        let _ = decide(&cfg, u32::MAX - 1, Duration::MAX, 1.0);
+        let _ = crate::retry::backoff(&RetryConfig { multiplier: 1000.0, initial_delay: Duration::ZERO, ..cfg }, 64, 1.0);
     }
 }

@@ -131,7 +131,7 @@ impl Plan {
             result_source: w.result_source(),
             result_dataschema,
             dead_letter_topic: w.dead_letter_topic(),
-            max_payload_bytes: w.max_payload_bytes,
+            max_payload_bytes: w.max_payload_bytes(&config.bus),
             schemas,
             model,
             store,

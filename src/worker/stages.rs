@@ -14,6 +14,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::event::{Event, Record};
 use crate::features::{Cell, Row};
 use crate::model::TensorInput;
+use crate::sink::Sink;
 
 /// How one event of a batch ended.
 #[derive(Debug)]
@@ -31,11 +32,16 @@ pub struct StageError {
     pub class: ErrorClass,
     pub code: String,
     pub reason: String,
+    /// The sink that refused the result (stage `emit`), for `dlsink`.
+    pub sink: Option<String>,
 }
 
 impl StageError {
     pub fn new(stage: Stage, class: ErrorClass, code: &str, reason: impl Into<String>) -> StageError {
-        StageError { stage, class, code: code.into(), reason: reason.into() }
+        StageError { stage, class, code: code.into(), reason: reason.into(), sink: None }
+    }
+    fn at_sink<E: Classify + std::fmt::Display>(e: &E, sink: &Sink) -> StageError {
+        StageError { sink: Some(sink.describe()), ..StageError::from(Stage::Emit, e) }
     }
     fn from<E: Classify + std::fmt::Display>(stage: Stage, e: &E) -> StageError {
         StageError::new(stage, e.class(), e.code(), e.to_string())
@@ -51,6 +57,11 @@ struct Live {
     entity: Option<String>,
     features: Row,
 }
+
+/// The longest entity key taken from an event. Keys are looked up, cached
+/// and logged; an event that names a megabyte-long entity is refused at
+/// decode instead of filling the cache with it.
+pub const MAX_ENTITY_KEY_BYTES: usize = 256;
 
 /// Runs one batch; returns one outcome per input, in order.
 pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> {
@@ -85,6 +96,11 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
             }
         };
         let entity = match plan.entity_of(&event) {
+            Ok(Some(k)) if k.len() > MAX_ENTITY_KEY_BYTES => {
+                fail(idx, StageError::new(Stage::Decode, ErrorClass::Permanent, "entity_key_too_long",
+                    format!("entity key is {} bytes, the limit is {MAX_ENTITY_KEY_BYTES}", k.len())));
+                continue;
+            }
             Ok(e) => e,
             Err(reason) => {
                 fail(idx, StageError::new(Stage::Features, ErrorClass::Permanent, "missing_entity_key", reason));
@@ -191,7 +207,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
         }
     }
 
-    // emit: every sink must accept before the inputs count as handled
+    // emit: every sink must accept a result before its input counts as handled
     if !emitted.is_empty() {
         let mut recs: Vec<Record> = Vec::with_capacity(emitted.len());
         let mut meta = Vec::with_capacity(emitted.len());
@@ -199,28 +215,19 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
             recs.push(rec);
             meta.push((idx, latency, id));
         }
-        let mut sink_err = None;
-        let n = plan.sinks.len();
-        for (i, sink) in plan.sinks.iter().enumerate() {
-            // The last sink takes the records; earlier ones get copies.
-            let batch = if i + 1 == n { std::mem::take(&mut recs) } else { recs.clone() };
-            if let Err(e) = sink.emit(batch).await {
-                sink_err = Some(StageError::from(Stage::Emit, &e));
-                break;
-            }
-        }
-        if let (None, Some(dedup)) = (&sink_err, &plan.dedup) {
+        let failed = emit(plan, recs).await;
+        if let Some(dedup) = &plan.dedup {
             // Recorded only now that the results are out. If this fails the
             // results stand; a redelivery would produce the same result ids.
-            let ids = meta.iter_mut().filter_map(|(_, _, id)| id.take()).collect();
+            let ids = meta.iter_mut().zip(&failed).filter(|(_, f)| f.is_none()).filter_map(|(m, _)| m.2.take()).collect();
             if let Err(e) = dedup.record(ids).await {
                 tracing::warn!(worker = %plan.worker, error = %e, "could not record emitted ids for dedup");
             }
         }
-        for (idx, latency, _) in meta {
-            outcomes[idx] = Some(match &sink_err {
+        for ((idx, latency, _), failure) in meta.into_iter().zip(failed) {
+            outcomes[idx] = Some(match failure {
                 None => Outcome::Emitted { latency_us: latency },
-                Some(e) => Outcome::Failed(e.clone()),
+                Some(e) => Outcome::Failed(e),
             });
         }
     }
@@ -231,6 +238,53 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Outcome::Failed(StageError::new(Stage::Infer, ErrorClass::Fatal, "lost", "no outcome"))))
         .collect()
+}
+
+/// Sends each result to every sink; returns, per result, why it was not
+/// accepted (`None`: every sink took it). A sink's refusal of one record
+/// fails that record alone; a record refused by one sink is not sent to the
+/// next (its input will be retried or dead-lettered anyway).
+async fn emit(plan: &Plan, mut recs: Vec<Record>) -> Vec<Option<StageError>> {
+    let mut failed: Vec<Option<StageError>> = vec![None; recs.len()];
+    let n = plan.sinks.len();
+    for (s, sink) in plan.sinks.iter().enumerate() {
+        let pending: Vec<usize> = (0..recs.len()).filter(|&i| failed[i].is_none()).collect();
+        if pending.is_empty() {
+            break;
+        }
+        // The last sink takes the records when all are still pending; the
+        // others get copies.
+        let batch = if s + 1 == n && pending.len() == recs.len() {
+            std::mem::take(&mut recs)
+        } else {
+            pending.iter().map(|&i| recs[i].clone()).collect()
+        };
+        match sink.emit(batch).await {
+            Err(e) => {
+                let err = StageError::at_sink(&e, sink);
+                for &i in &pending {
+                    failed[i] = Some(err.clone());
+                }
+            }
+            Ok(outcomes) => {
+                if outcomes.len() != pending.len() {
+                    // A sink that loses track of records must not count them accepted.
+                    let reason = format!("sink answered for {} of {} records", outcomes.len(), pending.len());
+                    let err = StageError::new(Stage::Emit, ErrorClass::Transient, "sink_outcomes", reason);
+                    for &i in &pending {
+                        failed[i] = Some(StageError { sink: Some(sink.describe()), ..err.clone() });
+                    }
+                    continue;
+                }
+                for (&i, outcome) in pending.iter().zip(outcomes) {
+                    if let Err(e) = outcome {
+                        failed[i] = Some(StageError::at_sink(&e, sink));
+                    }
+                }
+            }
+        }
+    }
+    failed
 }
 
 /// One row per model input for one event; NaN marks a missing value.

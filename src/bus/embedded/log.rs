@@ -97,33 +97,41 @@ pub(crate) fn append(
     Ok(out)
 }
 
-/// One batch of up to `max` records from several partitions, each read
-/// from its offset, in the order given.
+/// The most bytes ([`Record::size`]) one fetch returns, past its first
+/// record: a batch of a thousand megabyte records would otherwise be held
+/// in memory at once.
+pub(crate) const MAX_FETCH_BYTES: usize = 16 << 20;
+
+/// One batch of up to `max` records and about [`MAX_FETCH_BYTES`] from
+/// several partitions, each read from its offset, in the order given.
 pub(crate) fn fetch_batch(
     c: &Connection,
     parts: impl IntoIterator<Item = (TopicPartition, u64)>,
     max: usize,
 ) -> rusqlite::Result<Vec<Delivery>> {
     let mut out = Vec::new();
+    let mut bytes = 0;
     for (tp, from) in parts {
-        if out.len() >= max {
+        if out.len() >= max || bytes >= MAX_FETCH_BYTES {
             break;
         }
         let room = max - out.len();
-        fetch(c, &tp, from, room, &mut out)?;
+        fetch(c, &tp, from, room, &mut out, &mut bytes)?;
     }
     Ok(out)
 }
 
 /// Appends up to `max` records of one partition, from offset `from`, to
-/// `out`. A poll reads several partitions into one batch, so they go
-/// straight into it rather than through a vector per partition.
+/// `out`, stopping once `bytes` (the batch's running size) reaches
+/// [`MAX_FETCH_BYTES`]. A poll reads several partitions into one batch, so
+/// they go straight into it rather than through a vector per partition.
 fn fetch(
     c: &Connection,
     tp: &TopicPartition,
     from: u64,
     max: usize,
     out: &mut Vec<Delivery>,
+    bytes: &mut usize,
 ) -> rusqlite::Result<()> {
     let Some(id) = id_of(c, &tp.topic, tp.partition)? else {
         return Ok(());
@@ -146,7 +154,14 @@ fn fetch(
         })
     })?;
     for row in rows {
-        out.push(row?);
+        let d = row?;
+        // Only the value's length: the whole size walks the headers, and
+        // the value is what can be large.
+        *bytes += d.record.value.len();
+        out.push(d);
+        if *bytes >= MAX_FETCH_BYTES {
+            break;
+        }
     }
     Ok(())
 }
@@ -223,8 +238,22 @@ mod tests {
 
     fn fetch_vec(c: &Connection, tp: &TopicPartition, from: u64, max: usize) -> Vec<Delivery> {
         let mut out = Vec::new();
-        fetch(c, tp, from, max, &mut out).unwrap();
+        fetch(c, tp, from, max, &mut out, &mut 0).unwrap();
         out
+    }
+
+    #[test]
+    fn a_fetch_is_bounded_by_bytes_too() {
+        let (_d, c) = conn();
+        let big = "x".repeat(MAX_FETCH_BYTES / 4 + 1);
+        append(&c, "t", 2, (0..10).map(|i| rec(&format!("k{i}"), &big)).collect(), 0).unwrap();
+        let parts = (0..2).map(|p| (TopicPartition { topic: "t".into(), partition: p }, 0));
+        let got = fetch_batch(&c, parts, 1000).unwrap();
+        assert_eq!(got.len(), 4, "four records reach the bound; the fetch stops there");
+        // One record larger than the bound still comes, alone.
+        append(&c, "u", 1, vec![rec("k", &"y".repeat(MAX_FETCH_BYTES + 1)), rec("k", "z")], 0).unwrap();
+        let got = fetch_batch(&c, [(TopicPartition { topic: "u".into(), partition: 0 }, 0)], 1000).unwrap();
+        assert_eq!(got.len(), 1);
     }
 
     fn rec(key: &str, value: &str) -> Record {

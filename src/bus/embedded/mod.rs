@@ -19,10 +19,16 @@ use tokio::sync::Notify;
 pub use consumer::EmbeddedConsumer;
 pub use store::short_waits;
 
-use super::{BusError, Delivery, ReadFrom, TopicPartition};
+use super::{BusError, Delivery, Published, ReadFrom, TopicPartition};
 use log::{append, fetch_batch, head};
 use crate::config::EmbeddedBusConfig;
 use crate::event::Record;
+
+/// The largest record ([`Record::size`]) the embedded bus stores. SQLite
+/// refuses blobs over a gigabyte and would fail the whole transaction with
+/// it; records this large are far past any payload limit, so a bound well
+/// below that keeps one record from holding megabytes of every fetch.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
 pub(crate) struct Shared {
     dir: PathBuf,
@@ -70,7 +76,26 @@ impl EmbeddedBus {
         blocking(&self.conn, move |c| ensure_topic(c, &topic, parts, retained).map_err(err)).await
     }
 
-    pub async fn publish(&self, topic: &str, records: Vec<Record>) -> Result<Vec<(u32, u64)>, BusError> {
+    /// Appends the records that fit [`MAX_RECORD_BYTES`] in one
+    /// transaction; a larger one is refused alone.
+    pub async fn publish_each(&self, topic: &str, mut records: Vec<Record>) -> Result<Vec<Published>, BusError> {
+        let fits = |r: &Record| r.size() <= MAX_RECORD_BYTES;
+        if records.iter().all(fits) {
+            return Ok(self.append_all(topic, records).await?.into_iter().map(Ok).collect());
+        }
+        let sizes: Vec<usize> = records.iter().map(Record::size).collect();
+        records.retain(fits);
+        let mut written = self.append_all(topic, records).await?.into_iter();
+        Ok(sizes
+            .into_iter()
+            .map(|size| match size <= MAX_RECORD_BYTES {
+                true => written.next().ok_or_else(|| BusError::Task("a record's position went missing".into())),
+                false => Err(BusError::RecordTooLarge { size, limit: MAX_RECORD_BYTES }),
+            })
+            .collect())
+    }
+
+    async fn append_all(&self, topic: &str, records: Vec<Record>) -> Result<Vec<(u32, u64)>, BusError> {
         let (topic, err, parts) = (topic.to_string(), self.err(), self.shared.cfg.partitions);
         let rr = self.round_robin.fetch_add(records.len() as u32, Ordering::Relaxed);
         let out = blocking(&self.conn, move |c| {

@@ -54,9 +54,9 @@ CREATE TABLE IF NOT EXISTS attempts(
 ";
 
 pub fn open(dir: &Path, sync: SyncMode) -> Result<Connection, BusError> {
-    std::fs::create_dir_all(dir)
+    // Owner-only, before SQLite creates the file (and its -wal, -shm) with the umask's mode.
+    let path = crate::private_fs::prepare_db(dir, FILE_NAME)
         .map_err(|source| BusError::DataDir { path: dir.display().to_string(), source })?;
-    let path = dir.join(FILE_NAME);
     let err = |source| store_err(&path, source);
     let mut conn = Connection::open(&path).map_err(err)?;
     conn.busy_handler(Some(short_waits)).map_err(err)?;

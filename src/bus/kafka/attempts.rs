@@ -31,6 +31,10 @@ use crate::event::Record;
 /// transient error (and the worker tries again).
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The most retrying events remembered: a worker's own are bounded by its
+/// in-flight limit, far below this.
+const MAX_ENTRIES: usize = 1_000_000;
+
 #[derive(Serialize, Deserialize)]
 struct Stored {
     attempts: u32,
@@ -175,6 +179,12 @@ fn follow(reader: BaseConsumer, state: Arc<Mutex<LogState>>, stop: Arc<AtomicBoo
         }
         let Some(k) = parse_key(key) else { continue };
         match msg.payload().filter(|p| !p.is_empty()).map(serde_json::from_slice::<Stored>) {
+            // Anyone who can write the topic can add entries: past the
+            // bound, new ones are ignored (an event then retries from its
+            // first attempt), so memory stays bounded.
+            Some(Ok(_)) if st.map.len() >= MAX_ENTRIES && !st.map.contains_key(&k) => {
+                tracing::warn!(topic = %topic, key, "attempts log full: entry ignored");
+            }
             Some(Ok(s)) => {
                 st.map.insert(
                     k,

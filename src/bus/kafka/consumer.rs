@@ -340,7 +340,24 @@ impl KafkaConsumer {
             }
         }
         for (topic, records) in &dead {
-            self.producer.produce_all(topic, None, records, false).await?;
+            let written = self.producer.produce_each(topic, None, records, false).await;
+            let mut again = Vec::new();
+            for (w, rec) in written.into_iter().zip(records) {
+                match w {
+                    Ok(_) => {}
+                    // Cut to fit already, and still refused (a broker whose
+                    // limit is below the client's): write its attributes
+                    // alone rather than block the partition for ever.
+                    Err(e) if e.refuses_record() => {
+                        tracing::error!(topic = %topic, error = %e, "dead letter refused by the broker; writing its attributes only");
+                        again.push(crate::dead_letter::strip_to_attributes(rec));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if !again.is_empty() {
+                self.producer.produce_all(topic, None, &again, false).await?;
+            }
         }
         self.attempts.write(&upserts, &offsets).await?;
         if !offsets.is_empty() {

@@ -24,13 +24,13 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 pub use consumer::KafkaConsumer;
 pub use producer::Producer;
 
-use super::{BusError, Delivery, ReadFrom, TopicPartition};
+use super::{BusError, Delivery, Published, ReadFrom, TopicPartition};
 use crate::config::KafkaBusConfig;
 use crate::event::Record;
 
@@ -48,8 +48,8 @@ pub const OWNED_PROPERTIES: &[&str] = &[
 
 /// How long a group-less reader waits for its first record, and then for
 /// the next one, before it decides it has read everything there is.
-const READ_FIRST_WAIT: Duration = Duration::from_secs(3);
-const READ_QUIET: Duration = Duration::from_millis(700);
+pub(crate) const READ_FIRST_WAIT: Duration = Duration::from_secs(3);
+pub(crate) const READ_QUIET: Duration = Duration::from_millis(700);
 
 pub struct KafkaBus {
     cfg: KafkaBusConfig,
@@ -59,8 +59,22 @@ pub struct KafkaBus {
     known: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
+/// librdkafka's errors about its configuration quote property values,
+/// `sasl.password` as readily as any: those never leave as they are.
 fn kerr(op: &'static str) -> impl Fn(KafkaError) -> BusError {
-    move |source| BusError::Kafka { op, source }
+    move |source| match source {
+        // librdkafka quotes the entry of a list it refuses: that goes too.
+        KafkaError::ClientConfig(_, desc, property, value) => {
+            BusError::KafkaConfig { op, reason: crate::secrets::redact(&desc, &value), property }
+        }
+        // Client creation checks properties together and names a value it
+        // refuses (`Unsupported SASL mechanism: ...`) without saying which
+        // property it is: scrub every value the config took from the environment.
+        KafkaError::ClientCreation(msg) => {
+            BusError::Kafka { op, source: KafkaError::ClientCreation(crate::secrets::scrub(&msg).into_owned()) }
+        }
+        source => BusError::Kafka { op, source },
+    }
 }
 
 impl KafkaBus {
@@ -89,13 +103,13 @@ impl KafkaBus {
     /// Appends records and waits for every acknowledgement (`acks=all`).
     /// A missing topic is created first, as on the embedded bus (or refused,
     /// naming it, when `create_topics` is off).
-    pub async fn publish(&self, topic: &str, records: Vec<Record>) -> Result<Vec<(u32, u64)>, BusError> {
+    pub async fn publish_each(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Published>, BusError> {
         let known = self.known.lock().unwrap_or_else(|e| e.into_inner()).contains(topic);
         if !known {
             self.ensure_topic(topic, true).await?;
             self.known.lock().unwrap_or_else(|e| e.into_inner()).insert(topic.to_string());
         }
-        self.producer.produce_all(topic, None, &records, false).await
+        Ok(self.producer.produce_each(topic, None, &records, false).await)
     }
 
     /// Creates the topic if missing and allowed; refuses naming it otherwise.
@@ -221,7 +235,29 @@ impl KafkaBus {
     }
 }
 
+/// librdkafka's default `message.max.bytes`.
+const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// What librdkafka counts in a message besides the [`Record::size`] bytes:
+/// a varint length before each header name and value, and room to spare.
+const RECORD_FRAMING: usize = 1024;
+
 impl KafkaBusConfig {
+    /// The producer's `message.max.bytes` (librdkafka refuses a larger
+    /// message before it is sent, with `MSG_SIZE_TOO_LARGE`).
+    pub fn message_max_bytes(&self) -> usize {
+        self.producer_properties
+            .get("message.max.bytes")
+            .or_else(|| self.properties.get("message.max.bytes"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
+    }
+
+    /// The largest [`Record::size`] a producer of this config sends.
+    pub fn max_record_bytes(&self) -> usize {
+        self.message_max_bytes().saturating_sub(RECORD_FRAMING)
+    }
+
     /// Brokers and the pass-through properties for one kind of client
     /// (common ones, then the role's own); callers add what they own.
     fn client_config(&self, role: Role) -> ClientConfig {
@@ -267,19 +303,6 @@ impl SetIfAbsent for ClientConfig {
 /// keeps the last topic name seen: a batch nearly always comes from one or
 /// two topics, and sharing the name saves an allocation per message.
 pub(crate) fn delivery(m: &BorrowedMessage<'_>, topic: &mut Option<std::sync::Arc<str>>) -> Delivery {
-    let headers = match m.headers() {
-        None => crate::event::Headers::new(),
-        Some(h) => {
-            // Room for about 32 bytes per header, more than most CloudEvents
-            // headers take stored: one allocation instead of a doubling
-            // series while it fills.
-            let mut out = crate::event::Headers::with_capacity(h.count() * 32);
-            for h in h.iter() {
-                out.push(h.key, h.value.unwrap_or_default());
-            }
-            out
-        }
-    };
     let name = m.topic();
     let topic = match topic {
         Some(t) if &**t == name => t.clone(),
@@ -289,9 +312,59 @@ pub(crate) fn delivery(m: &BorrowedMessage<'_>, topic: &mut Option<std::sync::Ar
         tp: TopicPartition { topic, partition: m.partition() as u32 },
         offset: m.offset() as u64,
         timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-        record: Record { key: m.key().map(<[u8]>::to_vec), headers, value: m.payload().unwrap_or_default().to_vec() },
+        record: Record { key: m.key().map(<[u8]>::to_vec), headers: headers_of(m), value: m.payload().unwrap_or_default().to_vec() },
         attempts: None,
     }
+}
+
+/// A message's headers, read straight from librdkafka. rdkafka's own
+/// accessor unwraps each name as UTF-8 and panics on one that is not, and
+/// anyone can write such a name: the worker would die on that record at
+/// every restart. Here a name that is not UTF-8 is repaired lossily (U+FFFD)
+/// and the record gains a [`INVALID_HEADER_NAME`] header holding the
+/// original name's bytes in hex, so decoding refuses it
+/// (`invalid_header_name`) and its dead letter shows what the name was.
+fn headers_of(m: &BorrowedMessage<'_>) -> crate::event::Headers {
+    use rdkafka::bindings as rd;
+    let mut hdrs: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
+    // SAFETY: `m` is a live message; librdkafka fills `hdrs` with a pointer
+    // it owns for the message's lifetime, or reports an error.
+    let err = unsafe { rd::rd_kafka_message_headers(m.ptr(), &mut hdrs) };
+    if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || hdrs.is_null() {
+        return crate::event::Headers::new();
+    }
+    // SAFETY: `hdrs` is valid (above).
+    let count = unsafe { rd::rd_kafka_header_cnt(hdrs) };
+    // Room for about 32 bytes per header, more than most CloudEvents
+    // headers take stored: one allocation instead of a doubling series.
+    let mut out = crate::event::Headers::with_capacity(count * 32);
+    let mut repaired = Vec::new();
+    for i in 0..count {
+        let (mut name, mut value, mut size) = (std::ptr::null(), std::ptr::null(), 0usize);
+        // SAFETY: `i < count`; the pointers librdkafka returns stay valid
+        // while the message lives (it owns the header list).
+        let err = unsafe { rd::rd_kafka_header_get_all(hdrs, i, &mut name, &mut value, &mut size) };
+        if err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+            continue;
+        }
+        // SAFETY: a NUL-terminated name (librdkafka stores it so), and a
+        // value of `size` bytes, or null for a null value.
+        let (name, value) = unsafe {
+            let v = if value.is_null() { &[][..] } else { std::slice::from_raw_parts(value as *const u8, size) };
+            (std::ffi::CStr::from_ptr(name).to_bytes(), v)
+        };
+        match std::str::from_utf8(name) {
+            Ok(n) => out.push(n, value),
+            Err(_) => {
+                out.push(&String::from_utf8_lossy(name), value);
+                repaired.push(hex::encode(name));
+            }
+        }
+    }
+    for original in repaired {
+        out.push(crate::event::INVALID_HEADER_NAME, original.as_bytes());
+    }
+    out
 }
 
 /// A group-less reader of one topic, for `tail` and the dead-letter tools.

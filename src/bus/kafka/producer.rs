@@ -25,6 +25,7 @@ use rdkafka::producer::{BaseRecord, ProducerContext, ThreadedProducer};
 use tokio::sync::oneshot;
 
 use super::BusError;
+use crate::bus::Published;
 use crate::event::Record;
 
 /// Low bits of a delivery opaque: the record's index within its batch.
@@ -34,13 +35,14 @@ const MAX_BATCH: usize = 1 << INDEX_BITS;
 /// How long to wait for room when librdkafka's queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
 
-type Acked = Result<Vec<(u32, u64)>, KafkaError>;
+/// Each record's outcome, in the order the batch was given.
+type Acked = Vec<Result<(u32, u64), KafkaError>>;
 
 struct Batch {
-    /// (partition, offset) of each record, filled in as reports arrive.
-    offsets: Vec<(u32, u64)>,
-    /// The first failure reported for any of its records.
-    error: Option<KafkaError>,
+    /// Each record's report as it arrives: its (partition, offset), or why
+    /// it failed. `None` until reported; a record never handed to
+    /// librdkafka stays `None` and reads as cancelled.
+    results: Vec<Option<Result<(u32, u64), KafkaError>>>,
     /// Records accepted by librdkafka (or still to be) and not yet reported.
     outstanding: usize,
     done: Option<oneshot::Sender<Acked>>,
@@ -63,37 +65,29 @@ impl AckContext {
         // the entries that could collide with it are gone.
         let id = self.next.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> INDEX_BITS);
         let (tx, rx) = oneshot::channel();
-        let batch = Batch { offsets: vec![(0, 0); n], error: None, outstanding: n, done: Some(tx) };
+        let batch = Batch { results: (0..n).map(|_| None).collect(), outstanding: n, done: Some(tx) };
         self.lock().insert(id, batch);
         (id, rx)
     }
 
-    /// `n` records of batch `id` will never be reported (never accepted),
-    /// or one record was, with `report`.
+    /// `n` records of batch `id` are settled: with `report`, the record at
+    /// that index was reported (delivered, failed, or refused before it was
+    /// queued); without, they were never handed to librdkafka.
     fn settle(&self, id: usize, n: usize, report: Option<(usize, Result<(u32, u64), KafkaError>)>) {
         let mut map = self.lock();
         let Some(b) = map.get_mut(&id) else { return };
-        match report {
-            Some((i, Ok(at))) => {
-                if let Some(slot) = b.offsets.get_mut(i) {
-                    *slot = at;
-                }
+        if let Some((i, result)) = report {
+            if let Some(slot) = b.results.get_mut(i) {
+                *slot = Some(result);
             }
-            Some((_, Err(e))) => {
-                b.error.get_or_insert(e);
-            }
-            None => {}
         }
         b.outstanding = b.outstanding.saturating_sub(n);
         if b.outstanding == 0 {
             if let Some(b) = map.remove(&id) {
-                let result = match b.error {
-                    Some(e) => Err(e),
-                    None => Ok(b.offsets),
-                };
+                let results = b.results.into_iter().map(|r| r.unwrap_or(Err(KafkaError::Canceled))).collect();
                 if let Some(tx) = b.done {
                     // The publisher may have given up waiting; nothing to tell then.
-                    let _ = tx.send(result);
+                    let _ = tx.send(results);
                 }
             }
         }
@@ -134,7 +128,8 @@ impl Producer {
     /// Queues every record, then waits for every acknowledgement, so a
     /// batch costs one round trip. `partition` pins them (the attempts log);
     /// `empty_is_null` sends an empty value as a null one (a compaction
-    /// tombstone). Returns each record's (partition, offset), in order.
+    /// tombstone). Returns each record's (partition, offset), in order, or
+    /// the first record's error.
     pub async fn produce_all(
         &self,
         topic: &str,
@@ -142,11 +137,24 @@ impl Producer {
         records: &[Record],
         empty_is_null: bool,
     ) -> Result<Vec<(u32, u64)>, BusError> {
+        self.produce_each(topic, partition, records, empty_is_null).await.into_iter().collect()
+    }
+
+    /// As [`Producer::produce_all`], with each record's own outcome: one
+    /// refused (too large) or failed record does not fail the others, which
+    /// are written once.
+    pub async fn produce_each(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        records: &[Record],
+        empty_is_null: bool,
+    ) -> Vec<Published> {
         let mut out = Vec::with_capacity(records.len());
         for chunk in records.chunks(MAX_BATCH) {
-            out.extend(self.produce_batch(topic, partition, chunk, empty_is_null).await?);
+            out.extend(self.produce_batch(topic, partition, chunk, empty_is_null).await);
         }
-        Ok(out)
+        out
     }
 
     async fn produce_batch(
@@ -155,9 +163,9 @@ impl Producer {
         partition: Option<i32>,
         records: &[Record],
         empty_is_null: bool,
-    ) -> Result<Vec<(u32, u64)>, BusError> {
+    ) -> Vec<Published> {
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Vec::new();
         }
         let ctx = self.client().context();
         let (id, acked) = ctx.begin(records.len());
@@ -188,16 +196,24 @@ impl Producer {
                         rec = back;
                         tokio::time::sleep(QUEUE_FULL_WAIT).await;
                     }
-                    Err((source, _)) => return Err(BusError::Kafka { op: "produce", source }),
+                    // Refused before it was queued (too large, say): this
+                    // record fails alone; the others still go, once.
+                    Err((source, _)) => {
+                        ctx.settle(id, 1, Some((i, Err(source))));
+                        break;
+                    }
                 }
             }
             unsent.n -= 1;
         }
         drop(unsent);
         match acked.await {
-            Ok(Ok(offsets)) => Ok(offsets),
-            Ok(Err(source)) => Err(BusError::Kafka { op: "produce", source }),
-            Err(_) => Err(BusError::Task("the producer was dropped before acknowledging".into())),
+            Ok(results) => {
+                results.into_iter().map(|r| r.map_err(|source| BusError::Kafka { op: "produce", source })).collect()
+            }
+            Err(_) => (0..records.len())
+                .map(|_| Err(BusError::Task("the producer was dropped before acknowledging".into())))
+                .collect(),
         }
     }
 }
@@ -229,19 +245,23 @@ mod tests {
         ctx.settle(id, 1, Some((0, Ok((0, 4)))));
         assert!(rx.try_recv().is_err(), "one record is still outstanding");
         ctx.settle(id, 1, Some((1, Ok((0, 5)))));
-        assert_eq!(rx.try_recv().unwrap().unwrap(), vec![(0, 4), (0, 5), (1, 7)]);
+        let got: Vec<(u32, u64)> = rx.try_recv().unwrap().into_iter().map(Result::unwrap).collect();
+        assert_eq!(got, vec![(0, 4), (0, 5), (1, 7)]);
         assert!(ctx.lock().is_empty());
     }
 
     #[test]
-    fn a_failed_record_fails_its_batch_and_unsent_records_settle_it() {
+    fn a_failed_record_fails_alone_and_unsent_records_settle_the_batch() {
         let ctx = AckContext::default();
         let (id, mut rx) = ctx.begin(4);
         ctx.settle(id, 1, Some((0, Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut)))));
         ctx.settle(id, 1, Some((1, Ok((0, 1)))));
         // The last two were never handed to librdkafka.
         ctx.settle(id, 2, None);
-        assert!(matches!(rx.try_recv().unwrap(), Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut))));
+        let got = rx.try_recv().unwrap();
+        assert!(matches!(got[0], Err(KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut))));
+        assert_eq!(got[1].as_ref().ok(), Some(&(0, 1)));
+        assert!(matches!(got[2], Err(KafkaError::Canceled)) && matches!(got[3], Err(KafkaError::Canceled)));
         assert!(ctx.lock().is_empty());
     }
 
