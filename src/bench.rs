@@ -303,7 +303,7 @@ async fn paced(bus: &Bus, rate: u64, duration: Duration) -> anyhow::Result<(Hist
             let Ok(e) = Event::from_record(&d.record) else { continue };
             let Some(cause) = e.extensions.get("causationid") else { continue };
             if let Some(s) = scheduled_of.get(cause) {
-                let us = (e.time - *s).num_microseconds().unwrap_or(0).max(1) as u64;
+                let us = (e.time.unwrap_or(*s) - *s).num_microseconds().unwrap_or(0).max(1) as u64;
                 h.record(us)?;
                 seen += 1;
             }

@@ -138,17 +138,40 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if results + dead < args.events as u64 {
         println!("  WARNING        {} events were not handled within the deadline", args.events as u64 - results - dead);
     }
-    let cfg = config_path.display();
+    let cfg = shell_quote(&config_path.display().to_string());
+    // The binary as it was run (`cargo run` leaves it in target/release,
+    // which is not on the PATH): the commands below run as printed.
+    let bin = std::env::current_exe().map(|p| shell_quote(&p.display().to_string())).unwrap_or_else(|_| "modelbus".into());
+    let first_dlid = first_dead_letter(&app, &format!("{input}.dlq")).await.unwrap_or_else(|| "<dlid>".into());
     println!();
+    println!("  the data (bus, feature store, config) is kept in {}", dir.display());
     println!("  look further:");
-    println!("    modelbus tail {results_topic} --config {cfg} --from-beginning --count 5");
-    println!("    modelbus dlq list --config {cfg}");
-    println!("    modelbus dlq show <dlid> --config {cfg}");
-    println!("    modelbus run --config {cfg}     # then publish more with `modelbus publish --config {cfg}`");
+    println!("    {bin} tail {results_topic} --config {cfg} --from-beginning --count 5");
+    println!("    {bin} dlq list --config {cfg}");
+    println!("    {bin} dlq show {first_dlid} --config {cfg}");
+    println!("    {bin} run --config {cfg}     # then publish more with `{bin} publish --config {cfg}`");
+    println!("  remove it all with: rm -rf {}", shell_quote(&dir.display().to_string()));
     if results + dead < args.events as u64 {
         anyhow::bail!("demo incomplete");
     }
     Ok(())
+}
+
+/// The id of the first dead letter of `topic`, for a `dlq show` that runs as printed.
+async fn first_dead_letter(app: &App, topic: &str) -> Option<String> {
+    let mut scan = app.bus.scan(topic).await.ok()?;
+    let chunk = scan.next_chunk(1).await.ok()?;
+    let d = chunk.into_iter().next()?;
+    crate::dead_letter::DeadLetter::from_record(d.record, d.tp.partition, d.offset).map(|dl| dl.id().to_string())
+}
+
+/// `s` quoted for a POSIX shell when it needs it.
+fn shell_quote(s: &str) -> String {
+    if s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-+=:,@".contains(&b)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 fn handled(stats: &Arc<crate::telemetry::WorkerStats>) -> u64 {

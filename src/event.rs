@@ -99,14 +99,22 @@ pub struct Event {
     pub id: String,
     pub source: String,
     pub ty: String,
-    pub time: DateTime<Utc>,
+    /// Optional in CloudEvents: an event without it is valid.
+    pub time: Option<DateTime<Utc>>,
     pub subject: Option<String>,
     pub datacontenttype: Option<String>,
     pub dataschema: Option<String>,
+    /// The event's trace context; for an event that came without one, a
+    /// context derived from its identity ([`TraceParent::derived`]).
     pub traceparent: TraceParent,
+    /// Whether `traceparent` was derived: the producer sent none.
+    pub trace_derived: bool,
     pub tracestate: Option<String>,
     /// Other extension attributes (`causationid`, `partitionkey`, `dl*`...).
     pub extensions: BTreeMap<String, String>,
+    /// The bus record's key, when it had one (UTF-8): the partition key
+    /// when the event names none (the Kafka binding maps them so).
+    pub record_key: Option<String>,
     pub data: Value,
 }
 
@@ -148,8 +156,8 @@ impl Event {
         let source = take("source")?.ok_or(EventError::MissingAttribute("source"))?;
         let ty = take("type")?.ok_or(EventError::MissingAttribute("type"))?;
         let spec = take("specversion")?.ok_or(EventError::MissingAttribute("specversion"))?;
-        let time = take("time")?.ok_or(EventError::MissingAttribute("time"))?;
-        let traceparent = take("traceparent")?.ok_or(EventError::MissingAttribute("traceparent"))?;
+        let time = take("time")?;
+        let traceparent = take("traceparent")?;
         let subject = take("subject")?;
         let datacontenttype = take("datacontenttype")?;
         let dataschema = take("dataschema")?;
@@ -165,17 +173,24 @@ impl Event {
             extensions.insert(k, v);
         }
         check_spec(&spec)?;
+        let (id, source) = (nonempty("id", id)?, nonempty("source", source)?);
+        let (traceparent, trace_derived) = match traceparent {
+            Some(t) => (t.parse()?, false),
+            None => (TraceParent::derived(&source, &id), true),
+        };
         Ok(Event {
-            time: parse_time(&time)?,
-            traceparent: traceparent.parse()?,
-            id: nonempty("id", id)?,
-            source: nonempty("source", source)?,
+            time: time.as_deref().map(parse_time).transpose()?,
+            traceparent,
+            trace_derived,
+            id,
+            source,
             ty: nonempty("type", ty)?,
             subject,
             datacontenttype,
             dataschema,
             tracestate,
             extensions,
+            record_key: None,
             data,
         })
     }
@@ -187,7 +202,9 @@ impl Event {
         m.insert("id".into(), self.id.clone().into());
         m.insert("source".into(), self.source.clone().into());
         m.insert("type".into(), self.ty.clone().into());
-        m.insert("time".into(), format_time(self.time).into());
+        if let Some(t) = self.time {
+            m.insert("time".into(), format_time(t).into());
+        }
         if let Some(s) = &self.subject {
             m.insert("subject".into(), s.clone().into());
         }
@@ -208,10 +225,12 @@ impl Event {
         Value::Object(m)
     }
 
-    /// The record key: `partitionkey`, else `subject`, else `id`.
+    /// The record key: `partitionkey`, else the key of the record it was
+    /// read from, else `subject`, else `id`.
     pub fn partition_key(&self) -> &str {
         self.extensions
             .get("partitionkey")
+            .or(self.record_key.as_ref())
             .or(self.subject.as_ref())
             .unwrap_or(&self.id)
     }
@@ -230,7 +249,9 @@ impl Event {
         h("id", &self.id);
         h("source", &self.source);
         h("type", &self.ty);
-        h("time", &format_time(self.time));
+        if let Some(t) = self.time {
+            h("time", &format_time(t));
+        }
         if let Some(s) = &self.subject {
             h("subject", s);
         }
@@ -259,7 +280,9 @@ impl Event {
         let Value::Object(map) = v else {
             return Err(EventError::NotAnObject("structured event must be an object".into()));
         };
-        Self::from_structured(map)
+        let mut e = Self::from_structured(map)?;
+        e.record_key = record_key(rec);
+        Ok(e)
     }
 
     /// Decodes a record in binary or structured mode.
@@ -276,6 +299,7 @@ impl Event {
         let (mut subject, mut dct, mut dataschema, mut tracestate, mut ct) = (None, None, None, None, None);
         let mut extensions = BTreeMap::new();
         let mut bad = None;
+        let mut any_ce = false;
         // One pass over the whole buffer instead of a UTF-8 check per value.
         let ascii = rec.headers.as_bytes().is_ascii();
         for (k, v) in rec.headers.iter() {
@@ -284,7 +308,7 @@ impl Event {
                 ct = ct.or_else(|| std::str::from_utf8(v).ok());
                 continue;
             }
-            let Some(name) = k.strip_prefix(CE_PREFIX) else {
+            let Some(name) = k.strip_prefix(CE_PREFIX).inspect(|_| any_ce = true) else {
                 if k == INVALID_HEADER_NAME {
                     let original = String::from_utf8_lossy(v).into_owned();
                     bad = Some(EventError::InvalidHeaderName(original));
@@ -329,7 +353,17 @@ impl Event {
         if let Some(e @ EventError::InvalidHeaderName(_)) = bad {
             return Err(e);
         }
+        // The content mode, as the Kafka binding decides it, and as real
+        // producers send it: a `content-type` of `application/cloudevents…`
+        // is structured; else `ce_specversion` present is binary; else a
+        // value that is a JSON object with `specversion`, on a record with
+        // no `ce_` header at all, is structured too (the Python SDK 2.x
+        // labels structured events `application/json`; some producers send
+        // no content type).
         if ct.is_some_and(|c| c.starts_with(STRUCTURED_CONTENT_TYPE)) {
+            return Self::from_structured_record(rec);
+        }
+        if spec.is_none() && !any_ce && looks_structured(&rec.value) {
             return Self::from_structured_record(rec);
         }
         if let Some(e) = bad {
@@ -339,8 +373,6 @@ impl Event {
         let source = source.ok_or(EventError::MissingAttribute("source"))?;
         let ty = ty.ok_or(EventError::MissingAttribute("type"))?;
         check_spec(spec.ok_or(EventError::MissingAttribute("specversion"))?)?;
-        let time = time.ok_or(EventError::MissingAttribute("time"))?;
-        let traceparent = traceparent.ok_or(EventError::MissingAttribute("traceparent"))?;
         let data = if rec.value.is_empty() {
             Value::Null
         } else {
@@ -349,20 +381,43 @@ impl Event {
             let text = std::str::from_utf8(&rec.value).map_err(|e| EventError::DataNotJson(format!("not UTF-8: {e}")))?;
             serde_json::from_str(text).map_err(|e| EventError::DataNotJson(e.to_string()))?
         };
+        let (id, source) = (nonempty("id", id.to_string())?, nonempty("source", source.to_string())?);
+        let (traceparent, trace_derived) = match traceparent {
+            Some(t) => (t.parse()?, false),
+            None => (TraceParent::derived(&source, &id), true),
+        };
         Ok(Event {
-            time: parse_time(time)?,
-            traceparent: traceparent.parse()?,
-            id: nonempty("id", id.to_string())?,
-            source: nonempty("source", source.to_string())?,
+            time: time.map(parse_time).transpose()?,
+            traceparent,
+            trace_derived,
+            id,
+            source,
             ty: nonempty("type", ty.to_string())?,
             subject: subject.map(str::to_string),
             datacontenttype: ct.or(dct).map(str::to_string),
             dataschema: dataschema.map(str::to_string),
             tracestate: tracestate.map(str::to_string),
+            // Only when the event names no partition key: the usual event
+            // (ours) carries `ce_partitionkey` or a subject equal to its key.
+            record_key: if extensions.contains_key("partitionkey") { None } else { record_key(rec) },
             extensions,
             data,
         })
     }
+}
+
+/// A record's key as text, when it has a non-empty UTF-8 one.
+fn record_key(rec: &Record) -> Option<String> {
+    rec.key.as_deref().filter(|k| !k.is_empty()).and_then(|k| std::str::from_utf8(k).ok()).map(str::to_string)
+}
+
+/// Whether a value is, at a glance, a structured-mode CloudEvent: a JSON
+/// object with a `specversion` member. Only asked of records without any
+/// `ce_` header, so binary-mode events never pay for it.
+fn looks_structured(value: &[u8]) -> bool {
+    let trimmed = value.trim_ascii_start();
+    trimmed.first() == Some(&b'{')
+        && serde_json::from_slice::<Map<String, Value>>(value).is_ok_and(|m| m.contains_key("specversion"))
 }
 
 fn nonempty(name: &'static str, v: String) -> Result<String, EventError> {
@@ -415,6 +470,31 @@ impl TraceParent {
         let trace_id = *uuid::Uuid::new_v4().as_bytes();
         let mut span_id = [0u8; 8];
         span_id.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..8]);
+        TraceParent { trace_id, span_id, flags: 1 }
+    }
+
+    /// The trace context of an event that came without one: a trace id
+    /// and span id derived from its identity (`source`, `id`), so that a
+    /// redelivery yields the same trace, and so the same result
+    /// `traceparent`. Sampled, like a generated one.
+    pub fn derived(source: &str, id: &str) -> TraceParent {
+        let mut h = Sha256::new();
+        for p in ["modelbus-trace", source, id] {
+            h.update((p.len() as u64).to_be_bytes());
+            h.update(p.as_bytes());
+        }
+        let d = h.finalize();
+        let mut trace_id = [0u8; 16];
+        let mut span_id = [0u8; 8];
+        trace_id.copy_from_slice(&d[..16]);
+        span_id.copy_from_slice(&d[16..24]);
+        // All-zero ids are invalid; a hash all zero in 8 bytes is as good as never.
+        if span_id == [0; 8] {
+            span_id[7] = 1;
+        }
+        if trace_id == [0; 16] {
+            trace_id[15] = 1;
+        }
         TraceParent { trace_id, span_id, flags: 1 }
     }
 
@@ -611,5 +691,63 @@ mod tests {
         assert_eq!(c.trace_id, t.trace_id);
         assert_ne!(c.span_id, t.span_id);
         assert_eq!(c.to_string().parse::<TraceParent>().unwrap(), c);
+    }
+
+    fn minimal() -> Record {
+        Record {
+            key: Some(b"C00042".to_vec()),
+            headers: Headers::from_pairs([("ce_specversion", "1.0"), ("ce_id", "e-1"), ("ce_source", "/sdk"), ("ce_type", "T")]),
+            value: br#"{"x":1}"#.to_vec(),
+        }
+    }
+
+    #[test]
+    fn only_the_required_attributes_are_required() {
+        let e = Event::from_record(&minimal()).unwrap();
+        assert_eq!(e.time, None, "time is optional");
+        assert!(e.trace_derived, "no trace context: one is derived");
+        // Derived from the identity: a redelivery yields the same trace.
+        let again = Event::from_record(&minimal()).unwrap();
+        assert_eq!(e.traceparent, again.traceparent);
+        let other = Event::from_record(&Record { headers: Headers::from_pairs([("ce_specversion", "1.0"), ("ce_id", "e-2"), ("ce_source", "/sdk"), ("ce_type", "T")]), ..minimal() }).unwrap();
+        assert_ne!(e.traceparent.trace_id, other.traceparent.trace_id);
+        // Written back without a time, and read again the same.
+        let back = Event::from_record(&e.to_record()).unwrap();
+        assert_eq!((back.id, back.time), (e.id.clone(), None));
+        let structured = json!({"specversion": "1.0", "id": "e-1", "source": "/sdk", "type": "T", "data": {"x": 1}});
+        let s = Event::from_structured(structured.as_object().unwrap().clone()).unwrap();
+        assert_eq!((s.time, s.traceparent), (None, e.traceparent));
+    }
+
+    #[test]
+    fn the_record_key_is_the_partition_key_unless_one_is_named() {
+        let e = Event::from_record(&minimal()).unwrap();
+        assert_eq!(e.partition_key(), "C00042");
+        assert_eq!(e.to_record().key.as_deref(), Some(&b"C00042"[..]));
+        let mut named = minimal();
+        named.headers.push("ce_partitionkey", b"P1");
+        assert_eq!(Event::from_record(&named).unwrap().partition_key(), "P1");
+        let keyless = Record { key: None, ..minimal() };
+        assert_eq!(Event::from_record(&keyless).unwrap().partition_key(), "e-1", "no key, no subject: the id");
+    }
+
+    #[test]
+    fn structured_mode_is_recognised_as_producers_send_it() {
+        let body = json!({"specversion": "1.0", "id": "s-1", "source": "/sdk", "type": "T", "data": {"x": 2}});
+        let value = serde_json::to_vec(&body).unwrap();
+        // The Python SDK 2.x labels it application/json; others send no content type.
+        for headers in [Headers::from_pairs([("content-type", "application/json")]), Headers::new()] {
+            let rec = Record { key: Some(b"k".to_vec()), headers, value: value.clone() };
+            let e = Event::from_record(&rec).unwrap_or_else(|err| panic!("{err}"));
+            assert_eq!((e.id.as_str(), e.data.clone()), ("s-1", json!({"x": 2})));
+            assert_eq!(e.partition_key(), "k");
+        }
+        // ce_specversion present means binary mode, whatever the value looks like.
+        let mut bin = minimal();
+        bin.value = value.clone();
+        assert_eq!(Event::from_record(&bin).unwrap().id, "e-1");
+        // A JSON object without specversion and no ce_ headers is not an event.
+        let plain = Record { key: None, headers: Headers::new(), value: br#"{"x":1}"#.to_vec() };
+        assert!(matches!(Event::from_record(&plain), Err(EventError::MissingAttribute("id"))));
     }
 }

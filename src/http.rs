@@ -151,12 +151,15 @@ fn esc(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// A counter family: its name, its help text, and how to read it.
+type Counter = (&'static str, &'static str, fn(&WorkerStats) -> u64);
+
 pub fn render(workers: &[(String, Arc<WorkerStats>)]) -> String {
     let mut o = String::new();
     let family = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    let counters: [(&str, &str, fn(&WorkerStats) -> u64); 5] = [
+    let counters: [Counter; 7] = [
         (names::EVENTS_RECEIVED, "Events read from the bus.", |s| s.received.load(Ordering::Relaxed)),
         (names::RESULTS_EMITTED, "Results accepted by every sink.", |s| s.results.load(Ordering::Relaxed)),
         (names::DUPLICATES, "Inputs acknowledged without a result because dedup had seen them.", |s| {
@@ -165,6 +168,12 @@ pub fn render(workers: &[(String, Arc<WorkerStats>)]) -> String {
         (names::BATCHES, "Inference batches run.", |s| s.batches.load(Ordering::Relaxed)),
         (names::PAUSES, "Times the bus consumer was paused because the in-flight limit was reached.", |s| {
             s.pauses.load(Ordering::Relaxed)
+        }),
+        (names::WITHOUT_TRACE, "Events that came without trace context; a trace id was derived from their identity.", |s| {
+            s.without_trace.load(Ordering::Relaxed)
+        }),
+        (names::WITHOUT_TIME, "Events that came without `time`; they are not in the latency figures.", |s| {
+            s.without_time.load(Ordering::Relaxed)
         }),
     ];
     for (name, help, get) in counters {

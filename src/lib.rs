@@ -9,6 +9,7 @@
 //! - [`faults`] — fault injection points for failure tests.
 //! - [`features`] — feature stores: entity key → named features, batched.
 //! - [`model`] — ONNX models run in-process; golden checks at load.
+//! - [`preflight`] — what `modelbus validate` checks: the config, schemas, models, and each worker against its model.
 //! - [`worker`] — the loop: receive → decode → validate → features → infer → emit → ack.
 //! - [`retry`] — backoff and the give-up decision for transient failures.
 //! - [`dead_letter`] — the failure envelope, and reading dead letters back.
@@ -47,6 +48,7 @@ pub mod fuzz_targets;
 pub mod http;
 pub mod memory;
 pub mod model;
+pub mod preflight;
 pub mod private_fs;
 pub mod retry;
 pub mod schema;

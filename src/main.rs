@@ -42,8 +42,23 @@ fn tune_allocator() {
     }
 }
 
+/// `--version`: which model runtimes and buses this binary has, so a user
+/// need not guess which cargo command built it.
+#[cfg(feature = "ort")]
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nmodel runtimes: tract (pure Rust), ort (ONNX Runtime, loaded from ORT_DYLIB_PATH when a model asks for it)",
+    "\nbuses: embedded, kafka"
+);
+#[cfg(not(feature = "ort"))]
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nmodel runtimes: tract (pure Rust); ort not built in (the `ort` Cargo feature is off)",
+    "\nbuses: embedded, kafka"
+);
+
 #[derive(Parser)]
-#[command(name = "modelbus", version, about = "Run machine-learning models on business events.",
+#[command(name = "modelbus", version, long_version = LONG_VERSION, about = "Run machine-learning models on business events.",
     long_about = "Run machine-learning models on business events.\n\n\
     Events arrive on a bus (embedded by default); workers validate them, look up features, \
     run an ONNX model in-process and emit result events. Start with `modelbus demo`.")]
@@ -60,20 +75,29 @@ enum Command {
         #[arg(long, short, default_value = "modelbus.toml")]
         config: PathBuf,
     },
-    /// Check a config file and report every problem at once, each with its path. Loads nothing.
+    /// Check a config and everything it names, and report every problem at once, each with
+    /// its config path: keys and values, the schema registry, the model files (present,
+    /// pinned, loadable by their runtime, golden set), each worker's inputs and outputs
+    /// against its model, and the features of stores already loaded.
     Validate {
         #[arg(long, short, default_value = "modelbus.toml")]
         config: PathBuf,
-        /// Also load the models, schemas and feature stores it names.
+        /// Skip loading the models (and the checks of workers against them).
         #[arg(long)]
+        fast: bool,
+        /// Accepted for compatibility: the full check is now the default.
+        #[arg(long, hide = true)]
         deep: bool,
     },
     /// Validate events against their schemas and publish them.
     ///
-    /// Input is JSON: one event, or JSON lines, from --file or stdin. Each event is a
-    /// CloudEvents structured-mode object (`type`, `source`, `data`, ...); `id`, `time` and
-    /// `traceparent` are generated when absent. An invalid event is refused with the
-    /// validator's reasons and nothing is published.
+    /// Input is JSON lines (a document may also span lines), from --file or stdin, published
+    /// as it arrives: a chunk goes to the bus when full or 100 ms after its first event. Each
+    /// event is a CloudEvents structured-mode object (`type`, `source`, `data`, ...); `id`,
+    /// `time` and `traceparent` are generated when absent. An invalid event is never
+    /// published: its line number and the validator's reasons go to stderr, the other events
+    /// are published, and the exit status is 1. Prints each published event's id, one per
+    /// line (--json: an object with `id`, `source`, `type`, `partition`, `offset`).
     Publish(cli::publish::PublishArgs),
     /// Print a topic's events as JSON lines.
     Tail(cli::tail::TailArgs),
@@ -114,8 +138,26 @@ enum FeaturesCommand {
     },
 }
 
+/// Output not written through `cli::out` (`demo` and `bench` reports, the
+/// one-line answers of `validate` and `features load`) goes through
+/// `println!`, which panics when standard output's reader has gone ("failed
+/// printing to stdout: Broken pipe"). That panic ends the process quietly
+/// and successfully instead, as a closed pipe does for the other commands.
+/// std gives no typed error here, only its message.
+fn exit_quietly_on_closed_stdout() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info.payload().downcast_ref::<String>().map_or("", String::as_str);
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 fn main() -> ExitCode {
     tune_allocator();
+    exit_quietly_on_closed_stdout();
     modelbus::sqlite_config::configure();
     // tract warns about every opset newer than it was tested with; the golden
     // check at load is what tells whether a model is computed right.
@@ -140,6 +182,8 @@ fn main() -> ExitCode {
     };
     match rt.block_on(dispatch(cli.command)) {
         Ok(code) => code,
+        // `modelbus … | head`: the reader has what it wanted (see `cli::out`).
+        Err(e) if cli::out::is_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -150,7 +194,7 @@ fn main() -> ExitCode {
 async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Run { config } => cli::run::run(&config).await,
-        Command::Validate { config, deep } => cli::run::validate(&config, deep).await,
+        Command::Validate { config, fast, deep: _ } => cli::run::validate(&config, fast).await,
         Command::Publish(args) => cli::publish::publish(args).await,
         Command::Tail(args) => cli::tail::tail(args).await,
         Command::Dlq { command } => cli::dlq::dlq(command).await,

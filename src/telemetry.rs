@@ -21,6 +21,8 @@ pub mod names {
     pub const BATCHES: &str = "modelbus_batches_total";
     pub const READY: &str = "modelbus_worker_ready";
     pub const PAUSES: &str = "modelbus_backpressure_pauses_total";
+    pub const WITHOUT_TRACE: &str = "modelbus_events_without_trace_context_total";
+    pub const WITHOUT_TIME: &str = "modelbus_events_without_time_total";
 }
 
 /// Counters of one worker, shared with whoever reports them.
@@ -35,6 +37,10 @@ pub struct WorkerStats {
     pub batches: AtomicU64,
     /// Times the worker paused its bus consumer at its in-flight limit.
     pub pauses: AtomicU64,
+    /// Events that came without trace context (a trace was derived).
+    pub without_trace: AtomicU64,
+    /// Events that came without `time`: not in the latency histogram.
+    pub without_time: AtomicU64,
     /// Retries by (stage, code).
     pub retried: Mutex<BTreeMap<(String, String), u64>>,
     /// (stage, code) → count.
@@ -57,6 +63,8 @@ impl Default for WorkerStats {
             in_flight: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             pauses: AtomicU64::new(0),
+            without_trace: AtomicU64::new(0),
+            without_time: AtomicU64::new(0),
             retried: Mutex::new(BTreeMap::new()),
             dead_letters: Mutex::new(BTreeMap::new()),
             latency_us: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")),

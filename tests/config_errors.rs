@@ -168,3 +168,51 @@ session_timeout = "soon"
     assert_eq!(c.bus.kafka.session_timeout, std::time::Duration::from_secs(6));
     assert_eq!(c.bus.kafka.consumer_properties["fetch.wait.max.ms"], "10");
 }
+
+/// `modelbus validate` on `config`: (exit code, stderr).
+fn validate(config: &std::path::Path, extra: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(common::bin()).arg("validate").args(extra).arg("--config").arg(config).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn validate_reports_config_and_model_problems_all_at_once() {
+    // An unknown key, a bad duration and a missing model file: all three,
+    // each with its config path, from one run.
+    let c = common::claims(|t| t);
+    let text = std::fs::read_to_string(&c.config_path).unwrap();
+    let broken = text
+        .replace("max_in_flight = 4096", "max_in_flight = 4096\nmax_inflight = 10")
+        .replace("max_wait = \"0ms\"", "max_wait = \"soon\"")
+        .replace("path = \"model/risk.onnx\"", "path = \"model/nope.onnx\"");
+    std::fs::write(&c.config_path, broken).unwrap();
+    let (code, err) = validate(&c.config_path, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    for want in ["workers[0].max_inflight", "workers[0].batch.max_wait", "models.risk.path"] {
+        assert!(err.contains(want), "`{want}` not reported:\n{err}");
+    }
+    assert!(err.contains("nope.onnx"), "the missing file is named:\n{err}");
+    // `--fast` skips the model, and reports the rest.
+    let (code, err) = validate(&c.config_path, &["--fast"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("workers[0].batch.max_wait") && !err.contains("models.risk.path"), "{err}");
+}
+
+#[test]
+fn validate_checks_output_indexes_against_the_model_as_it_runs() {
+    // A three-class model: probabilities[3] does not exist, and an input
+    // listed with too few columns.
+    let (_d, path, _) = common::reading_deployment("gb_multi", "", "p = \"probabilities[3]\"\nq = \"probabilities[2]\"", "");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (code, err) = validate(&path, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("workers[0].outputs.p") && err.contains("3 value(s) per row"), "{err}");
+    assert!(!err.contains("workers[0].outputs.q"), "probabilities[2] fits:\n{err}");
+    std::fs::write(&path, text.replace("\"data.x4\", \"data.x5\"]", "\"data.x4\"]")).unwrap();
+    let (_, err) = validate(&path, &[]);
+    assert!(err.contains("workers[0].inputs.input") && err.contains("workers[0].outputs.p"), "both at once:\n{err}");
+    // A worker refuses to start on it rather than dead-letter every event.
+    let out = Command::new(common::bin()).args(["run", "--config"]).arg(&path).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("workers[0]"), "{}", String::from_utf8_lossy(&out.stderr));
+}

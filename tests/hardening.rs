@@ -8,7 +8,6 @@ mod common;
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use modelbus::app::App;
@@ -22,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 /// Fault points are process-wide: tests that set them, or run a worker
 /// that checks them, take turns.
-static FAULTS: Mutex<()> = Mutex::new(());
+static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 type Running = (App, CancellationToken, tokio::task::JoinHandle<Result<(), modelbus::app::AppError>>);
 
@@ -51,7 +50,7 @@ async fn wait_count(bus: &std::sync::Arc<modelbus::bus::Bus>, topic: &str, want:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_refused_result_is_dead_lettered_alone_and_the_rest_are_written_once() {
-    let _g = FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = FAULTS.lock().await;
     faults::clear();
     let c = common::claims(|t| t);
     let (app, token, h) = start(c.config.clone()).await;
@@ -83,7 +82,7 @@ async fn one_refused_result_is_dead_lettered_alone_and_the_rest_are_written_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_bus_errors_in_poll_and_group_maintenance_do_not_stop_the_worker() {
-    let _g = FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = FAULTS.lock().await;
     faults::clear();
     let c = common::claims(|t| t);
     let (app, token, h) = start(c.config.clone()).await;
@@ -109,7 +108,7 @@ async fn transient_bus_errors_in_poll_and_group_maintenance_do_not_stop_the_work
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entity_key_over_the_limit_is_a_permanent_decode_error() {
-    let _g = FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = FAULTS.lock().await;
     // Keyed by claim id (a string of any length in the schema).
     let c = common::claims(|t| t.replace("entity_key = \"data.customer_id\"", "entity_key = \"data.claim_id\""));
     let (app, token, h) = start(c.config.clone()).await;

@@ -283,6 +283,18 @@ impl Bus {
         }
     }
 
+    /// The record at `offset` of one partition, without a group, or None
+    /// when there is none there (never written, or removed by retention).
+    /// For a tool that knows where a record is (`dlq show
+    /// <topic>/<partition>@<offset>`): one read, where [`Bus::scan`] reads
+    /// the whole topic to find it.
+    pub async fn read_at(&self, topic: &str, partition: u32, offset: u64) -> Result<Option<Delivery>, BusError> {
+        match self {
+            Bus::Embedded(b) => b.read_at(topic, partition, offset).await,
+            Bus::Kafka(b) => b.read_at(topic, partition, offset).await,
+        }
+    }
+
     /// The next offset of each partition of `topic` (its high watermark).
     pub async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, BusError> {
         match self {

@@ -1,17 +1,27 @@
 //! `dlq list` and `dlq show`: what was dead-lettered and why.
+//!
+//! A dead letter is named two ways: by its `dlid` (a hash of where the
+//! failed event was read and by which group, the same however often it is
+//! written) and by its position on the dead-letter topic,
+//! `<topic>/<partition>@<offset>`, which `list` prints. `show` reads a
+//! position with one read; a `dlid` cannot be inverted, so it scans.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use modelbus::bus::Bus;
 use modelbus::dead_letter::replay::{replay, ReplayOptions};
 use modelbus::dead_letter::{DeadLetter, Filter};
+use serde_json::Value;
 
-use super::escape::escape_control;
+use super::escape::{escape_control, escape_control_json};
 use super::load_config;
+use super::out::Out;
 
 #[derive(clap::Subcommand)]
 pub enum DlqCommand {
@@ -43,7 +53,8 @@ pub enum DlqCommand {
     },
     /// Print one dead letter: its failure attributes and the original record.
     Show {
-        /// The dead letter's id (`dlid`).
+        /// The dead letter's position as `list` prints it, `<topic>/<partition>@<offset>`
+        /// (one read), or its id, `dlid` (reads every dead-letter topic).
         id: String,
         #[arg(long, short, default_value = "modelbus.toml")]
         config: PathBuf,
@@ -99,12 +110,13 @@ async fn topics_of(bus: &Bus, config: &modelbus::config::Config, topic: Option<&
     Ok(topics)
 }
 
-/// Calls `each` with every dead letter of `topics`, in topic order, a chunk
-/// at a time: a dead-letter topic is never held in memory whole.
+/// Calls `each` with every dead letter of `topics` and the topic it is on,
+/// in topic order, a chunk at a time: a dead-letter topic is never held in
+/// memory whole.
 async fn for_each_dead_letter(
     bus: &Bus,
     topics: &[String],
-    mut each: impl FnMut(DeadLetter) -> anyhow::Result<()>,
+    mut each: impl FnMut(&str, DeadLetter) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     for t in topics {
         let mut scan = bus.scan(t).await?;
@@ -115,12 +127,77 @@ async fn for_each_dead_letter(
             }
             for d in chunk {
                 if let Some(dl) = DeadLetter::from_record(d.record, d.tp.partition, d.offset) {
-                    each(dl)?;
+                    each(t, dl)?;
                 }
             }
         }
     }
     Ok(())
+}
+
+/// Where a dead letter is on its dead-letter topic.
+#[derive(Debug, PartialEq)]
+struct Position {
+    topic: String,
+    partition: u32,
+    offset: u64,
+}
+
+impl Position {
+    fn of(topic: &str, d: &DeadLetter) -> Position {
+        Position { topic: topic.to_string(), partition: d.dlq_partition, offset: d.dlq_offset }
+    }
+
+    /// `<topic>/<partition>@<offset>`; None for anything without an `@`
+    /// (a `dlid` has none).
+    fn parse(s: &str) -> Option<anyhow::Result<Position>> {
+        let (at, offset) = s.rsplit_once('@')?;
+        let parsed = at.rsplit_once('/').and_then(|(topic, partition)| {
+            let (partition, offset) = (partition.parse().ok()?, offset.parse().ok()?);
+            (!topic.is_empty()).then(|| Position { topic: topic.to_string(), partition, offset })
+        });
+        Some(parsed.with_context(|| format!("`{s}`: expected a dlid or <topic>/<partition>@<offset>")))
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// A dead letter as `list --json` prints it: every `dl*` attribute, the
+/// original event's `id` (its `ce_id`, null when it had none) and the
+/// dead letter's `position` (for `show`).
+fn list_json(at: &Position, d: &DeadLetter) -> Value {
+    let mut line: serde_json::Map<String, Value> = d.attrs.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+    line.insert("id".into(), d.record.header_str("ce_id").into());
+    line.insert("position".into(), at.to_string().into());
+    Value::Object(line)
+}
+
+/// The dead letter at `at`: one read of the bus.
+async fn dead_letter_at(bus: &Bus, at: &Position) -> anyhow::Result<DeadLetter> {
+    let Some(d) = bus.read_at(&at.topic, at.partition, at.offset).await? else {
+        bail!("no record at {at}");
+    };
+    DeadLetter::from_record(d.record, d.tp.partition, d.offset).with_context(|| format!("the record at {at} is not a dead letter"))
+}
+
+/// The dead letter with this `dlid`, from a scan of every dead-letter topic
+/// of the config. The last one wins: a crash before a commit repeats a dead
+/// letter with the same id.
+async fn dead_letter_with_id(bus: &Bus, config: &modelbus::config::Config, id: &str) -> anyhow::Result<DeadLetter> {
+    let topics = topics_of(bus, config, None).await?;
+    let mut found = None;
+    for_each_dead_letter(bus, &topics, |_, d| {
+        if d.id() == id {
+            found = Some(d);
+        }
+        Ok(())
+    })
+    .await?;
+    found.with_context(|| format!("no dead letter with id `{id}`"))
 }
 
 /// The most replays per second `--rate` takes, and the fewest.
@@ -135,20 +212,24 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             let topics = topics_of(&bus, &config, sel.topic.as_deref()).await?;
             let mut by_reason: BTreeMap<(String, String), usize> = BTreeMap::new();
             let mut picked = 0usize;
-            for_each_dead_letter(&bus, &topics, |d| {
+            let mut out = Out::new();
+            for_each_dead_letter(&bus, &topics, |topic, d| {
                 if !filter.matches(&d) {
                     return Ok(());
                 }
                 picked += 1;
+                let at = Position::of(topic, &d);
                 if json {
-                    println!("{}", serde_json::to_string(&d.attrs)?);
+                    writeln!(out, "{}", escape_control_json(&list_json(&at, &d).to_string()))?;
                 } else {
                     // Attribute values come from the records: control
                     // characters in them must not reach the terminal.
                     let a = |name: &str| escape_control(d.attr(name)).into_owned();
-                    println!(
-                        "{}  {:<8} {:<9} {:<28} attempts={} {}/{}@{}  {}",
+                    writeln!(
+                        out,
+                        "{}  {}  {:<8} {:<9} {:<28} attempts={} from {}/{}@{}  {}",
                         a("dlid"),
+                        escape_control(&at.to_string()),
                         a("dlstage"),
                         a("dlclass"),
                         a("dlcode"),
@@ -157,18 +238,19 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                         a("dlpartition"),
                         a("dloffset"),
                         a("dllastfailure"),
-                    );
+                    )?;
                 }
                 *by_reason.entry((d.attr("dlstage").into(), d.attr("dlcode").into())).or_default() += 1;
                 Ok(())
             })
             .await?;
             if !json {
-                println!("\n{picked} dead letter(s)");
+                writeln!(out, "\n{picked} dead letter(s)")?;
                 for ((stage, code), n) in by_reason {
-                    println!("  {n:>6}  {:<9} {}", escape_control(&stage), escape_control(&code));
+                    writeln!(out, "  {n:>6}  {:<9} {}", escape_control(&stage), escape_control(&code))?;
                 }
             }
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Replay { sel, dry_run, rate, max_replays } => {
@@ -193,6 +275,7 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             topics.dedup();
             let existing: Vec<String> = bus.topics().await?.into_iter().map(|(t, _)| t).collect();
             let (mut replayed, mut already, mut refused, mut other) = (0, 0, 0, 0);
+            let mut out = Out::new();
             for (topic, max) in topics.iter().filter(|(t, _)| existing.contains(t)) {
                 // Only the groups this config dead-letters to `topic` may be
                 // replayed to, whatever a dead letter's `dlgroup` says.
@@ -201,41 +284,37 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
                 let opts = ReplayOptions { filter: filter.clone(), dry_run, rate, max_replays: *max, groups };
                 let report = replay(&bus, topic, &opts).await?;
                 for (id, target) in &report.replayed {
-                    println!("{} {id} -> {target}", if dry_run { "would replay" } else { "replayed" });
+                    writeln!(out, "{} {id} -> {target}", if dry_run { "would replay" } else { "replayed" })?;
                 }
                 for id in &report.refused {
-                    println!("refused {id}: already replayed {max} time(s) (loop guard)");
+                    writeln!(out, "refused {id}: already replayed {max} time(s) (loop guard)")?;
                 }
                 for (id, why) in &report.refused_other {
-                    println!("refused {}: {}", escape_control(id), escape_control(why));
+                    writeln!(out, "refused {}: {}", escape_control(id), escape_control(why))?;
                 }
                 replayed += report.replayed.len();
                 already += report.already.len();
                 refused += report.refused.len();
                 other += report.refused_other.len();
             }
-            println!(
+            writeln!(
+                out,
                 "{}{replayed} replayed, {already} skipped (replayed before), {refused} refused by the loop guard, {other} refused (not replayable)",
                 if dry_run { "dry run: " } else { "" }
-            );
+            )?;
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         DlqCommand::Show { id, config } => {
             let config = load_config(&config)?;
             let bus = Bus::open(&config)?;
-            let topics = topics_of(&bus, &config, None).await?;
-            // The last one with this id: a crash before a commit repeats a
-            // dead letter with the same id.
-            let mut found = None;
-            for_each_dead_letter(&bus, &topics, |d| {
-                if d.id() == id {
-                    found = Some(d);
-                }
-                Ok(())
-            })
-            .await?;
-            let Some(d) = found else { bail!("no dead letter with id `{id}`") };
-            println!("{}", serde_json::to_string_pretty(&d.to_json())?);
+            let d = match Position::parse(&id) {
+                Some(at) => dead_letter_at(&bus, &at?).await?,
+                None => dead_letter_with_id(&bus, &config, &id).await?,
+            };
+            let mut out = Out::new();
+            writeln!(out, "{}", serde_json::to_string_pretty(&d.to_json())?)?;
+            out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
     }

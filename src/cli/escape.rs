@@ -14,8 +14,6 @@ fn is_unsafe(c: char) -> bool {
 }
 
 /// `s` for a text table: each unsafe character as `\u{1b}`.
-// Until `dlq list` prints through it (src/cli/dlq.rs is being reworked).
-#[allow(dead_code)]
 pub fn escape_control(s: &str) -> Cow<'_, str> {
     escape_with(s, |out, c| out.push_str(&format!("\\u{{{:x}}}", c as u32)))
 }

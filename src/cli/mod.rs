@@ -1,7 +1,9 @@
 //! Subcommand implementations, one file per command family.
 
 pub mod dlq;
+pub mod documents;
 pub mod escape;
+pub mod out;
 pub mod publish;
 pub mod run;
 pub mod schema;

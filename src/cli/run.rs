@@ -27,21 +27,15 @@ pub async fn run(config: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn validate(path: &Path, deep: bool) -> anyhow::Result<ExitCode> {
-    match modelbus::config::load(path) {
-        Err(e) => {
-            eprint!("{e}");
-            Ok(ExitCode::from(2))
-        }
-        Ok(config) => {
-            if deep {
-                let app = App::load(config).await?;
-                app.workers().await?;
-            }
-            println!("{}: ok", path.display());
-            Ok(ExitCode::SUCCESS)
-        }
+/// Every problem at once, each with its config path; exit 2 if any.
+pub async fn validate(path: &Path, fast: bool) -> anyhow::Result<ExitCode> {
+    let errors = modelbus::preflight::check(path, !fast).await;
+    if errors.is_empty() {
+        println!("{}: ok", path.display());
+        return Ok(ExitCode::SUCCESS);
     }
+    eprint!("{}", modelbus::config::ConfigErrors { file: path.to_path_buf(), errors });
+    Ok(ExitCode::from(2))
 }
 
 pub fn features_load(config: &Path, store: &str, file: &Path) -> anyhow::Result<ExitCode> {

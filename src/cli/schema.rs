@@ -1,10 +1,13 @@
 //! `schema check`: is every event type's newest version compatible with its
 //! predecessors under the type's policy? Exit code 1 when not, for CI.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use modelbus::schema::SchemaRegistry;
+
+use super::out::Out;
 
 #[derive(clap::Subcommand)]
 pub enum SchemaCommand {
@@ -27,14 +30,17 @@ pub fn schema(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
             };
             let registry = SchemaRegistry::load(&dir)?;
             let problems = registry.check_all();
+            let mut out = Out::new();
             if problems.is_empty() {
-                println!("{}: every schema version is compatible under its policy", dir.display());
+                writeln!(out, "{}: every schema version is compatible under its policy", dir.display())?;
+                out.flush()?;
                 return Ok(ExitCode::SUCCESS);
             }
             for (ty, version, inc) in &problems {
-                println!("{ty} v{version}: {} at {}: {}", inc.rule, inc.path, inc.message);
+                writeln!(out, "{ty} v{version}: {} at {}: {}", inc.rule, inc.path, inc.message)?;
             }
-            println!("{} incompatible change(s)", problems.len());
+            writeln!(out, "{} incompatible change(s)", problems.len())?;
+            out.flush()?;
             Ok(ExitCode::from(1))
         }
     }

@@ -62,28 +62,33 @@ pub fn load(file: &Path) -> Result<Config, ConfigErrors> {
 
 /// Parses `text`, resolving relative paths against `base`.
 pub fn load_str(text: &str, base: &Path) -> Result<Config, Vec<ConfigError>> {
-    let mut doc: toml::Value = toml::from_str(text).map_err(|e| {
-        vec![ConfigError { path: String::new(), message: format!("invalid TOML: {e}") }]
-    })?;
+    match load_partial(text, base) {
+        (Some(config), errors) if errors.is_empty() => Ok(config),
+        (_, errors) => Err(errors),
+    }
+}
+
+/// Every problem of `text`, and the config as far as it could be read
+/// (the offending keys left out or at their defaults), so that `validate`
+/// can go on to check the models and schemas it names.
+pub fn load_partial(text: &str, base: &Path) -> (Option<Config>, Vec<ConfigError>) {
+    let mut doc: toml::Value = match toml::from_str(text) {
+        Ok(doc) => doc,
+        Err(e) => return (None, vec![ConfigError { path: String::new(), message: format!("invalid TOML: {e}") }]),
+    };
     let mut errors = Vec::new();
     let mut secrets = Secrets::default();
     interpolate_env(&mut doc, String::new(), &mut errors, &mut secrets);
     // Later errors of this process (the Kafka client's) are scrubbed too.
     crate::secrets::remember(&secrets);
-    let mut config = check(doc, errors).map_err(|errors| scrub(errors, &secrets))?;
-    resolve_paths(&mut config, base);
-    Ok(config)
-}
-
-/// Deserialises and validates the interpolated document.
-fn check(doc: toml::Value, mut errors: Vec<ConfigError>) -> Result<Config, Vec<ConfigError>> {
-    let config = deserialize_collecting(doc, &mut errors);
-    let Some(config) = config else { return Err(errors) };
-    errors.extend(super::validate::validate(&config));
-    if !errors.is_empty() {
-        return Err(errors);
+    let mut config = deserialize_collecting(doc, &mut errors);
+    if let Some(c) = &config {
+        errors.extend(super::validate::validate(c));
     }
-    Ok(config)
+    if let Some(c) = config.as_mut() {
+        resolve_paths(c, base);
+    }
+    (config, scrub(errors, &secrets))
 }
 
 /// Messages quote offending values (`got "..."`, `invalid type: string

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use duration::MAX as MAX_DURATION;
-pub use load::{load, load_str, ConfigError, ConfigErrors};
+pub use load::{load, load_partial, load_str, ConfigError, ConfigErrors};
 pub use validate::is_identifier;
 
 /// The whole file.

@@ -162,7 +162,14 @@ impl Model {
         }
         let load_err = |reason: String| ModelError::Load { name: name.into(), path: path.clone(), reason };
         let backend = match cfg.runtime {
-            Runtime::Tract => Backend::Tract(onnx::TractModel::load(&bytes).map_err(load_err)?),
+            // tract covers most exported models, not every op: when it
+            // refuses one, say where to go next.
+            Runtime::Tract => Backend::Tract(onnx::TractModel::load(&bytes).map_err(|reason| {
+                load_err(format!(
+                    "{reason}\n(tract, the pure-Rust runtime, cannot run this graph; `runtime = \"ort\"` under \
+                     [models.{name}] runs it on ONNX Runtime instead)"
+                ))
+            })?),
             #[cfg(feature = "ort")]
             Runtime::Ort => Backend::Ort(ort_rt::OrtModel::load(&bytes).map_err(load_err)?),
             #[cfg(not(feature = "ort"))]

@@ -11,6 +11,7 @@
 //! fatal → stop without committing.
 
 pub mod inflight;
+pub mod model_fit;
 pub mod plan;
 pub mod stages;
 
@@ -317,7 +318,7 @@ impl Worker {
             .iter()
             .filter_map(|(tp, off)| inflight.get(tp, *off).map(|s| &s.delivery.record))
             .collect();
-        let outcomes = stages::run_batch(&self.plan, refs).await;
+        let outcomes = stages::run_batch(&self.plan, refs, &self.stats).await;
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         for ((tp, off), outcome) in selected.iter().zip(outcomes) {
             let Some(slot) = inflight.get_mut(tp, *off) else { continue };

@@ -71,6 +71,11 @@ impl Plan {
     ) -> Result<Plan, String> {
         let w: &WorkerConfig = &config.workers[index];
         let p = format!("workers[{index}]");
+        // Inputs and outputs against the model as it runs, output widths
+        // included: a mismatch stops start-up, naming its path.
+        if let Some(e) = super::model_fit::check(w, index, &model).into_iter().next() {
+            return Err(e.to_string());
+        }
         let mut features: Vec<String> = Vec::new();
         let mut inputs = Vec::new();
         for spec in model.inputs() {

@@ -15,6 +15,7 @@ use crate::event::{Event, Record};
 use crate::features::{Cell, Row};
 use crate::model::TensorInput;
 use crate::sink::Sink;
+use crate::telemetry::WorkerStats;
 
 /// How one event of a batch ended.
 #[derive(Debug)]
@@ -64,7 +65,7 @@ struct Live {
 pub const MAX_ENTITY_KEY_BYTES: usize = 256;
 
 /// Runs one batch; returns one outcome per input, in order.
-pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> {
+pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerStats) -> Vec<Outcome> {
     let mut outcomes: Vec<Option<Outcome>> = (0..records.len()).map(|_| None).collect();
     let mut fail = |i: usize, e: StageError| outcomes[i] = Some(Outcome::Failed(e));
 
@@ -83,6 +84,12 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
                 continue;
             }
         };
+        if event.trace_derived {
+            stats.without_trace.fetch_add(1, Ordering::Relaxed);
+        }
+        if event.time.is_none() {
+            stats.without_time.fetch_add(1, Ordering::Relaxed);
+        }
         if event.ty != plan.event_type {
             fail(idx, StageError::new(Stage::Decode, ErrorClass::Permanent, "unexpected_type",
                 format!("event type `{}`, this worker accepts `{}`", event.ty, plan.event_type)));
@@ -199,7 +206,8 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>) -> Vec<Outcome> 
         };
         match plan.result_for(&l.event, l.schema_version, &outputs, row, &time) {
             Ok(rec) => {
-                let latency = (now - l.event.time).num_microseconds().and_then(|v| u64::try_from(v).ok());
+                // Events without `time` are counted apart (at decode), not observed.
+                let latency = l.event.time.and_then(|t| (now - t).num_microseconds()).and_then(|v| u64::try_from(v).ok());
                 let id = plan.dedup.is_some().then(|| (l.event.source.clone(), l.event.id.clone()));
                 emitted.push((l.idx, rec, latency, id));
             }

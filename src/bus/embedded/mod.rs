@@ -142,6 +142,23 @@ impl EmbeddedBus {
         .await
     }
 
+    /// See [`crate::bus::Bus::read_at`]: one seek by rowid in the partition's log.
+    pub async fn read_at(&self, topic: &str, partition: u32, offset: u64) -> Result<Option<Delivery>, BusError> {
+        let (t, err) = (topic.to_string(), self.err());
+        blocking(&self.conn, move |c| {
+            let partitions = partitions_of(c, &t).map_err(&err)?.ok_or_else(|| BusError::NoSuchTopic(t.clone()))?;
+            if partition >= partitions {
+                return Err(BusError::BadPartition { topic: t, partition, partitions });
+            }
+            let tp = TopicPartition { topic: t.as_str().into(), partition };
+            // The first record at or after `offset`: another one when
+            // retention removed it.
+            let found = fetch_batch(c, [(tp, offset)], 1).map_err(&err)?;
+            Ok(found.into_iter().next().filter(|d| d.offset == offset))
+        })
+        .await
+    }
+
     pub async fn read(&self, topic: &str, from: ReadFrom, max: usize) -> Result<Vec<Delivery>, BusError> {
         let mut f = self.follow(topic, from).await?;
         let mut out = Vec::new();
@@ -198,6 +215,11 @@ fn ensure_topic(c: &Connection, topic: &str, partitions: u32, retained: bool) ->
         params![topic, partitions, retained as i64],
     )?;
     st.query_row([topic], |r| r.get::<_, u32>(0))
+}
+
+/// The partition count of `topic`, or None when it does not exist.
+fn partitions_of(c: &Connection, topic: &str) -> rusqlite::Result<Option<u32>> {
+    c.prepare_cached("SELECT partitions FROM topics WHERE name = ?1")?.query_row([topic], |r| r.get(0)).optional()
 }
 
 /// How often a follower looks for records written by another process.

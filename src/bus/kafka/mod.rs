@@ -233,6 +233,40 @@ impl KafkaBus {
         consumer.assign(&tpl).map_err(kerr("assign"))?;
         Ok(KafkaFollower { consumer })
     }
+
+    /// See [`crate::bus::Bus::read_at`]: one partition assigned at `offset`
+    /// and one message read. None when nothing comes within
+    /// [`READ_FIRST_WAIT`] (past the end), or what comes is another offset
+    /// (this one was deleted or compacted away; the reader then starts where
+    /// `auto.offset.reset` says). The high watermark is not asked first:
+    /// some brokers report it wrong (see [`KafkaFollower`]).
+    pub async fn read_at(&self, topic: &str, partition: u32, offset: u64) -> Result<Option<Delivery>, BusError> {
+        let partitions = self.partitions_of(topic).await?.ok_or_else(|| BusError::NoSuchTopic(topic.to_string()))?;
+        if partition >= partitions {
+            return Err(BusError::BadPartition { topic: topic.to_string(), partition, partitions });
+        }
+        let consumer = self.reader()?;
+        let mut tpl = TopicPartitionList::new();
+        let at = i64::try_from(offset).map_err(|_| BusError::Task(format!("offset {offset} is out of Kafka's range")))?;
+        tpl.add_partition_offset(topic, partition as i32, Offset::Offset(at)).map_err(kerr("assign"))?;
+        consumer.assign(&tpl).map_err(kerr("assign"))?;
+        let (found, _) = recv_batch(&consumer, 1, READ_FIRST_WAIT, |_| true).await?;
+        Ok(found.into_iter().next().filter(|d| d.offset == offset))
+    }
+
+    /// A consumer for reading without a group: it joins none and commits
+    /// nothing (as [`KafkaBus::follow`] makes its own).
+    fn reader(&self) -> Result<StreamConsumer, BusError> {
+        self.cfg
+            .client_config(Role::Consumer)
+            // The group id only satisfies librdkafka.
+            .set("group.id", format!("modelbus-reader-{}", uuid::Uuid::new_v4()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set_if_absent("fetch.wait.max.ms", "50")
+            .create()
+            .map_err(kerr("create reader"))
+    }
 }
 
 /// librdkafka's default `message.max.bytes`.

@@ -35,14 +35,17 @@ const MAX_BATCH: usize = 1 << INDEX_BITS;
 /// How long to wait for room when librdkafka's queue is full.
 const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
 
+/// One record's outcome: where it was written, or why not.
+type Report = Result<(u32, u64), KafkaError>;
+
 /// Each record's outcome, in the order the batch was given.
-type Acked = Vec<Result<(u32, u64), KafkaError>>;
+type Acked = Vec<Report>;
 
 struct Batch {
     /// Each record's report as it arrives: its (partition, offset), or why
     /// it failed. `None` until reported; a record never handed to
     /// librdkafka stays `None` and reads as cancelled.
-    results: Vec<Option<Result<(u32, u64), KafkaError>>>,
+    results: Vec<Option<Report>>,
     /// Records accepted by librdkafka (or still to be) and not yet reported.
     outstanding: usize,
     done: Option<oneshot::Sender<Acked>>,
@@ -73,7 +76,7 @@ impl AckContext {
     /// `n` records of batch `id` are settled: with `report`, the record at
     /// that index was reported (delivered, failed, or refused before it was
     /// queued); without, they were never handed to librdkafka.
-    fn settle(&self, id: usize, n: usize, report: Option<(usize, Result<(u32, u64), KafkaError>)>) {
+    fn settle(&self, id: usize, n: usize, report: Option<(usize, Report)>) {
         let mut map = self.lock();
         let Some(b) = map.get_mut(&id) else { return };
         if let Some((i, result)) = report {
