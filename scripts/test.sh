@@ -8,23 +8,11 @@ cd "$(dirname "$0")/.."
 log() { printf '\n==> %s\n' "$*"; }
 
 # --- system packages --------------------------------------------------------
-need_pkgs=()
-command -v taskset >/dev/null || need_pkgs+=(util-linux)
-command -v python3 >/dev/null || need_pkgs+=(python3 python3-venv)
-command -v cc >/dev/null || need_pkgs+=(build-essential)
-# librdkafka is built from rdkafka's vendored source (cmake), with TLS from OpenSSL.
-command -v cmake >/dev/null || need_pkgs+=(cmake)
-dpkg -s libssl-dev >/dev/null 2>&1 || need_pkgs+=(libssl-dev pkg-config)
-# librdkafka with TLS also builds its OIDC token support, which needs libcurl.
-dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need_pkgs+=(libcurl4-openssl-dev)
-command -v openssl >/dev/null || need_pkgs+=(openssl)
-command -v socat >/dev/null || need_pkgs+=(socat)
-if ((${#need_pkgs[@]})); then
-  log "installing Debian packages: ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q "${need_pkgs[@]}"
-fi
+# What the build needs (shared with scripts/demo.sh), and what the tests do:
+# taskset (bench pinning), Python (training, onnxruntime, Kafka interop,
+# the broker), openssl and socat (the TLS endpoints).
+source scripts/build_deps.sh
+install_missing_packages util-linux:taskset python3:python3 python3-venv:python3 openssl:openssl socat:socat
 
 # --- Rust ---------------------------------------------------------------------
 if ! command -v cargo >/dev/null; then
