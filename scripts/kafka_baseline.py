@@ -95,6 +95,8 @@ def main():
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--config", default=Path(__file__).resolve().parent.parent / "examples/claims/modelbus.toml",
                     help="where the worker's input columns, names and model version come from")
+    ap.add_argument("--fetch-wait-ms", type=int, default=10,
+                    help="the consumer's fetch.wait.max.ms (modelbus bench --kafka --paced sets both workers' alike)")
     ap.add_argument("--idle-timeout", type=float, default=60.0,
                     help="give up (exit 1) after this many seconds without an event")
     args = ap.parse_args()
@@ -124,7 +126,7 @@ def main():
         # The test broker (tansu) needs both: its group join takes about half
         # the session timeout, and its fetch long-poll never returns early.
         "session.timeout.ms": 6000,
-        "fetch.wait.max.ms": 10,
+        "fetch.wait.max.ms": args.fetch_wait_ms,
     })
     producer = Producer({
         "bootstrap.servers": args.brokers,

@@ -55,10 +55,22 @@ pub struct BenchArgs {
     /// be a quarter off).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub rounds: u32,
+    /// With `--kafka`: instead of draining a backlog, offer `--rate` events/s
+    /// for `--duration` to modelbus and then to the Python baseline, and
+    /// report p50/p99 from each event's send to its result.
+    #[arg(long)]
+    pub paced: bool,
+    /// With `--kafka --paced`: the consumers' `fetch.wait.max.ms` (both
+    /// workers'), the setting that trades broker load for latency.
+    #[arg(long, default_value_t = 10)]
+    pub fetch_wait_ms: u32,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(brokers) = &args.kafka {
+        if args.paced {
+            return crate::bench_kafka_paced::run(&args, brokers).await;
+        }
         return crate::bench_kafka::run(&args, brokers).await;
     }
     let tmp = tempfile::Builder::new().prefix("modelbus-bench-").tempdir()?;

@@ -32,6 +32,7 @@ pub mod app;
 pub mod bench;
 pub mod bench_floor;
 pub mod bench_kafka;
+pub mod bench_kafka_paced;
 pub mod bus;
 pub mod config;
 pub mod dead_letter;
