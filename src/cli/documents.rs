@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn reasons_name_the_input_line() {
         let docs = split("{\"a\": 1,\n  \"b\": nope\n}");
-        assert_eq!(docs[0].1.as_ref().unwrap_err(), "expected value at line 2, column 8");
+        assert_eq!(docs[0].1.as_ref().unwrap_err(), "expected ident at line 2, column 9");
         let docs = split("\n\n{\"a\" 1}");
         assert_eq!(docs[0], (3, Err("expected `:` at column 6".into())));
     }
