@@ -14,6 +14,8 @@ install_missing_packages() {
   command -v pkg-config >/dev/null || need+=(pkg-config)
   dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev)
   dpkg -s libcurl4-openssl-dev >/dev/null 2>&1 || need+=(libcurl4-openssl-dev)
+  # cargo fetches crates over HTTPS: a minimal Debian has no CA bundle.
+  dpkg -s ca-certificates >/dev/null 2>&1 || need+=(ca-certificates)
   local extra
   for extra in "$@"; do
     case $extra in

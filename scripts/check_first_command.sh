@@ -27,6 +27,11 @@ bind "$cargo_bin" "$root/opt/cargo-bin"
 bind /dev "$root/dev"
 mount -t proc proc "$root/proc"; mounted+=("$root/proc")
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# A network whose egress re-signs TLS (as this workplace's does) needs its
+# own CA in the root too; `ca-certificates`, which the first command
+# installs, adds these to the bundle. A machine on the open internet has none.
+mkdir -p "$root/usr/local/share/ca-certificates"
+cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/" 2>/dev/null || true
 
 rm -rf "$root/src"
 git clone -q "$repo" "$root/src"
