@@ -136,7 +136,6 @@ async fn for_each_dead_letter(
 }
 
 /// Where a dead letter is on its dead-letter topic.
-#[derive(Debug, PartialEq)]
 struct Position {
     topic: String,
     partition: u32,

@@ -68,7 +68,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         Some(t) => t,
         None => bail!("no --topic given and the config has no worker to take it from"),
     };
-    let input = open_input(args.file.as_deref())?;
+    let mut input = open_input(args.file.as_deref())?;
     let mut parser = match args.raw {
         true => Parser::Raw(RawShape { key: args.key.as_ref().map(|k| k.as_bytes().to_vec()), headers: raw_headers(&args.headers)? }),
         false => Parser::Json { registry: SchemaRegistry::load(&config.schemas)?, documents: Documents::default() },
@@ -78,7 +78,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
         // The whole input is one record: nothing to stream.
         Parser::Raw(shape) if !args.lines => {
             let mut value = Vec::new();
-            { input }.read_to_end(&mut value).context("cannot read the input")?;
+            input.read_to_end(&mut value).context("cannot read the input")?;
             sender.take(&mut vec![(1, Ok(shape.record(value)))]).await?;
         }
         _ => stream(input, &mut parser, &mut sender).await?,
