@@ -204,7 +204,7 @@ pub(crate) fn num_cpus() -> usize {
 pub(crate) fn spawn_worker(config: &Path) -> anyhow::Result<Child> {
     let mut cmd = on_core_0(std::env::current_exe()?);
     cmd.arg("run").arg("--config").arg(config).env("RUST_LOG", "warn,tract_onnx=error").stdout(Stdio::null());
-    Ok(cmd.spawn().context("starting the worker process")?)
+    cmd.spawn().context("starting the worker process")
 }
 
 /// A command for `program` pinned to core 0 with `taskset`, when the

@@ -94,7 +94,7 @@ impl Dedup {
         let now = now_ms();
         let expire = now - self.window.as_millis() as i64;
         let keys: Vec<String> = ids.iter().map(|(s, i)| Self::key(s, i)).collect();
-        let sweep = self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 256 == 0;
+        let sweep = self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed).is_multiple_of(256);
         self.with(move |c, group| {
             c.execute_batch("BEGIN IMMEDIATE")?;
             let res = (|| {

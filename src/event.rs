@@ -173,6 +173,7 @@ impl Event {
             extensions.insert(k, v);
         }
         check_spec(&spec)?;
+        check_datacontenttype(datacontenttype.as_deref())?;
         let (id, source) = (nonempty("id", id)?, nonempty("source", source)?);
         let (traceparent, trace_derived) = match traceparent {
             Some(t) => (t.parse()?, false),
@@ -373,6 +374,7 @@ impl Event {
         let source = source.ok_or(EventError::MissingAttribute("source"))?;
         let ty = ty.ok_or(EventError::MissingAttribute("type"))?;
         check_spec(spec.ok_or(EventError::MissingAttribute("specversion"))?)?;
+        check_datacontenttype(ct.or(dct))?;
         let data = if rec.value.is_empty() {
             Value::Null
         } else {
@@ -452,9 +454,30 @@ pub fn format_time(t: DateTime<Utc>) -> String {
 }
 
 fn parse_time(s: &str) -> Result<DateTime<Utc>, EventError> {
-    DateTime::parse_from_rfc3339(s)
+    use chrono::Datelike;
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| EventError::InvalidAttribute { name: "time".into(), reason: e.to_string() })
+        .map_err(|e| EventError::InvalidAttribute { name: "time".into(), reason: e.to_string() })?;
+    // RFC 3339 has four-digit years: a time whose offset moves it past
+    // 9999 or before 0000 in UTC could not be written back (fuzzing found
+    // `9999-12-31T23:59:59-23:59`).
+    if !(0..=9999).contains(&t.year()) {
+        return Err(EventError::InvalidAttribute { name: "time".into(), reason: format!("`{s}` is outside years 0000-9999 in UTC") });
+    }
+    Ok(t)
+}
+
+/// A data content type that names a CloudEvents format is structured
+/// mode's own: written back as `content-type`, it would make the event's
+/// data be read as a whole event (fuzzing found it).
+fn check_datacontenttype(dct: Option<&str>) -> Result<(), EventError> {
+    match dct {
+        Some(d) if d.trim_start().to_ascii_lowercase().starts_with("application/cloudevents") => Err(EventError::InvalidAttribute {
+            name: "datacontenttype".into(),
+            reason: format!("`{d}` is a CloudEvents format, not a type of data"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// W3C Trace Context `traceparent`: version 00, trace id, parent span id, flags.

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use modelbus::app::App;
@@ -14,7 +13,7 @@ use modelbus::faults::{self, Fault};
 use tokio_util::sync::CancellationToken;
 
 /// Fault points are process-wide; tests that set them take turns.
-static FAULTS: Mutex<()> = Mutex::new(());
+static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn start(config: modelbus::config::Config) -> (App, CancellationToken, tokio::task::JoinHandle<Result<(), modelbus::app::AppError>>) {
     let app = App::load(config).await.unwrap();
@@ -28,7 +27,7 @@ const GOOD: [Option<f64>; 6] = [Some(0.1), Some(-0.2), Some(0.3), Some(0.0), Som
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nan_input_and_nan_output_are_dead_lettered_at_infer() {
-    let _g = FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = FAULTS.lock().await;
     // An MLP cannot take a missing value.
     let (_d1, _, cfg) = common::reading_deployment("mlp_clf", "", "p = \"probabilities[1]\"", "");
     let (app, token, h) = start(cfg).await;
@@ -88,7 +87,7 @@ fn assert_backoff(log: &[(tokio::time::Instant, bool)]) {
 
 #[tokio::test(start_paused = true)]
 async fn a_short_transient_failure_is_retried_and_recovers() {
-    let _g = FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = FAULTS.lock().await;
     faults::clear();
     let c = common::claims(retry_4);
     let (app, token, h) = start(c.config.clone()).await;
@@ -116,7 +115,7 @@ async fn a_short_transient_failure_is_retried_and_recovers() {
 
 #[tokio::test(start_paused = true)]
 async fn a_long_transient_failure_is_dead_lettered_once_after_max_attempts() {
-    let _g = FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = FAULTS.lock().await;
     faults::clear();
     let c = common::claims(retry_4);
     let (app, token, h) = start(c.config.clone()).await;

@@ -48,7 +48,8 @@ fn the_fixture_evolutions_are_compatible() {
 
 #[test]
 fn each_incompatible_change_is_refused_with_rule_and_path() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>, &str, &str)> = vec![
+    type Case = (&'static str, Box<dyn Fn(&mut Value)>, &'static str, &'static str);
+    let cases: Vec<Case> = vec![
         ("required_added", Box::new(|v| v["required"] = json!(["claim_id", "amount"])), "REQUIRED", "#/"),
         ("type_narrowed", Box::new(|v| v["properties"]["amount"]["type"] = json!("integer")), "TYPE_NARROWED", "#/properties/amount"),
         ("type_changed", Box::new(|v| v["properties"]["amount"]["type"] = json!("string")), "TYPE_CHANGED", "#/properties/amount"),

@@ -205,7 +205,9 @@ pub enum ReadFrom {
 
 pub enum Bus {
     Embedded(embedded::EmbeddedBus),
-    Kafka(kafka::KafkaBus),
+    /// Boxed: a Kafka bus holds its clients' state, ten times the size of
+    /// an embedded handle.
+    Kafka(Box<kafka::KafkaBus>),
 }
 
 impl Bus {
@@ -215,7 +217,7 @@ impl Bus {
                 &config.data_dir,
                 config.bus.embedded.clone(),
             )?)),
-            BusKind::Kafka => Ok(Bus::Kafka(kafka::KafkaBus::open(config.bus.kafka.clone())?)),
+            BusKind::Kafka => Ok(Bus::Kafka(Box::new(kafka::KafkaBus::open(config.bus.kafka.clone())?))),
         }
     }
 
@@ -262,8 +264,8 @@ impl Bus {
 
     pub async fn consumer(&self, group: &str, topics: &[String]) -> Result<Consumer, BusError> {
         match self {
-            Bus::Embedded(b) => Ok(Consumer::Embedded(b.consumer(group, topics).await?)),
-            Bus::Kafka(b) => Ok(Consumer::Kafka(b.consumer(group, topics).await?)),
+            Bus::Embedded(b) => Ok(Consumer::Embedded(Box::new(b.consumer(group, topics).await?))),
+            Bus::Kafka(b) => Ok(Consumer::Kafka(Box::new(b.consumer(group, topics).await?))),
         }
     }
 
@@ -340,8 +342,10 @@ impl Scan {
 }
 
 pub enum Consumer {
-    Embedded(embedded::EmbeddedConsumer),
-    Kafka(kafka::KafkaConsumer),
+    /// Boxed, both: each carries its group state inline, and one worker
+    /// holds one consumer for its life.
+    Embedded(Box<embedded::EmbeddedConsumer>),
+    Kafka(Box<kafka::KafkaConsumer>),
 }
 
 impl Consumer {

@@ -66,7 +66,7 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             }
         }
     }
-    for (name, _) in &c.feature_stores {
+    for name in c.feature_stores.keys() {
         if !is_identifier(name) {
             err(format!("feature_stores.{name}"), "store names are letters, digits and `_`".into());
         }

@@ -59,6 +59,11 @@ struct Live {
     features: Row,
 }
 
+/// A result ready for the sinks: its input's index in the batch, the
+/// record, the latency so far, and the input's (source, id) when dedup
+/// records it.
+type Emitted = (usize, Record, Option<u64>, Option<(String, String)>);
+
 /// The longest entity key taken from an event. Keys are looked up, cached
 /// and logged; an event that names a megabyte-long entity is refused at
 /// decode instead of filling the cache with it.
@@ -194,8 +199,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
     // map outputs into result events
     let now = Utc::now();
     let time = crate::event::format_time(now);
-    // (input index, result, latency, the input's (source, id) when dedup records it)
-    let mut emitted: Vec<(usize, Record, Option<u64>, Option<(String, String)>)> = Vec::with_capacity(live.len());
+    let mut emitted: Vec<Emitted> = Vec::with_capacity(live.len());
     for (l, res) in live.into_iter().zip(results) {
         let (outputs, row) = match res {
             Ok(o) => o,

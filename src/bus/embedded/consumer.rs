@@ -128,7 +128,7 @@ impl EmbeddedConsumer {
             topics: self.topics.clone(),
             owned: self.owned.iter().map(|(tp, o)| (tp.clone(), o.generation)).collect(),
             session_timeout_ms: cfg.session_timeout.as_millis() as i64,
-            retention: retention_due.then(|| (cfg.retention_age, cfg.retention_records)),
+            retention: retention_due.then_some((cfg.retention_age, cfg.retention_records)),
         };
         let path = self.path.clone();
         let outcome = blocking(&self.conn, move |c| rebalance(c, &ctx).map_err(|e| store::store_err(&path, e))).await?;
@@ -275,13 +275,17 @@ struct RebalanceCtx {
     retention: Option<(Option<Duration>, Option<u64>)>,
 }
 
+/// A partition taken over: its lease generation, the group's position in
+/// it, and the attempt state of its events still being retried.
+type Gained = (TopicPartition, i64, u64, Vec<(u64, AttemptState)>);
+
 #[derive(Default)]
 struct RebalanceOutcome {
     /// Leases another member holds now: this member stalled past its session.
     lost: Vec<TopicPartition>,
     /// Leases to give up so that a newly live member can take them.
     released: Vec<TopicPartition>,
-    gained: Vec<(TopicPartition, i64, u64, Vec<(u64, AttemptState)>)>,
+    gained: Vec<Gained>,
 }
 
 fn rebalance(c: &mut Connection, ctx: &RebalanceCtx) -> rusqlite::Result<RebalanceOutcome> {
