@@ -552,3 +552,24 @@ async fn the_kafka_benchmark_reports_modelbus_the_client_floor_and_python() {
         assert!(text.contains(round), "no `{round}`:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_paced_kafka_benchmark_reports_latency_of_both_workers() {
+    // Only that both workers answer every event and the figures are
+    // reported; the figures themselves are for the README and closing notes.
+    let out = Command::new(common::bin())
+        .args(["bench", "--kafka", &kafka::brokers(), "--paced", "--rate", "200", "--duration", "3s", "--fetch-wait-ms", "10"])
+        .arg("--python")
+        .arg(python())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "bench --kafka --paced failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    for row in ["modelbus on Kafka", "Python: confluent-kafka + onnxruntime"] {
+        let line = text.lines().find(|l| l.starts_with(row)).unwrap_or_else(|| panic!("no `{row}` row:\n{text}"));
+        let nums: Vec<f64> = line[row.len()..].split_whitespace().filter_map(|v| v.parse().ok()).collect();
+        assert!(nums.len() == 4 && nums[0] > 0.0 && nums[0] <= nums[1] && nums[3] == 600.0, "`{line}`:\n{text}");
+    }
+    assert!(text.contains("ratios modelbus/Python: p50"), "{text}");
+}
