@@ -26,7 +26,8 @@
 //! - [`example`] — the claims example built into the binary, and its event generator.
 //! - [`demo`] and [`bench`] — the claims example end to end, and its measurements;
 //!   [`bench_kafka`] compares modelbus on Kafka with a Python worker, and with
-//!   [`bench_floor`], the Kafka client's own cost per event.
+//!   [`bench_floor`], the Kafka client's own cost per event; [`bench_kafka_paced`]
+//!   compares their latency at a fixed rate.
 
 pub mod app;
 pub mod bench;

@@ -1,6 +1,6 @@
 //! The failure envelope. A dead letter is the original record — key,
 //! headers and value bytes, unchanged — plus `dl*` attributes that are the
-//! same on every bus (DESIGN.md, "The wire contract"). They travel as
+//! same on every bus (README.md, "The wire contract"). They travel as
 //! `ce_dl*` headers: CloudEvents extension attributes in binary mode.
 //! Also the reading side: listing and inspecting dead letters, and
 //! replaying them ([`replay`]).
