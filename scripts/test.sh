@@ -129,6 +129,14 @@ cargo run --release -q --features ort -- demo --events 2000
 log "the claims demo on Kafka"
 cargo run --release -q --features ort -- demo --events 2000 --kafka "$MODELBUS_TEST_KAFKA"
 
+log "cargo fmt --check; cargo clippy --all-targets -- -D warnings"
+# Style is mechanical: formatting (rustfmt.toml) and lints are checked, not reviewed.
+for component in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
+done
+cargo fmt --check
+cargo clippy --release --features ort --all-targets -q -- -D warnings
+
 log "cargo test --release --features ort"
 # --lib --bins --tests: every test target but doctests (there are none), so
 # the run closes on a real test binary's result line.

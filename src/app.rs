@@ -87,7 +87,9 @@ impl App {
             // row cache) hold that worker's feature list, and two workers
             // of one store may ask for different features.
             let store = match &w.feature_store {
-                Some(s) => Some(Arc::new(FeatureStore::open(s, &self.config.feature_stores[s], &self.config.data_dir)?)),
+                Some(s) => {
+                    Some(Arc::new(FeatureStore::open(s, &self.config.feature_stores[s], &self.config.data_dir)?))
+                }
                 None => None,
             };
             let sinks = w.sinks.iter().map(|s| Sink::new(s, self.bus.clone())).collect();

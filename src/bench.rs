@@ -135,7 +135,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let parts = rss_parts_kib(pid);
     stop(&mut worker);
     let (h, n) = lat?;
-    println!("latency at {} events/s for {:?} ({n} events), from scheduled send time to result:", args.rate, args.duration);
+    println!(
+        "latency at {} events/s for {:?} ({n} events), from scheduled send time to result:",
+        args.rate, args.duration
+    );
     println!(
         "  p50 {:.3} ms   p99 {:.3} ms   p99.9 {:.3} ms   max {:.3} ms",
         h.value_at_quantile(0.5) as f64 / 1e3,
@@ -164,7 +167,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     println!("\nsummary (targets from issue #2):");
     println!("  events/s end to end        {eps:>10.0}   target >= 50000");
-    println!("  p99 at {} ev/s           {:>10.3} ms target <= 5 ms", args.rate, h.value_at_quantile(0.99) as f64 / 1e3);
+    println!(
+        "  p99 at {} ev/s           {:>10.3} ms target <= 5 ms",
+        args.rate,
+        h.value_at_quantile(0.99) as f64 / 1e3
+    );
     println!("  CPU/event excl. inference  {:>10.2} µs target <= 6 µs", cpu_us - ours_us_row);
     if let Ok(us) = &ort {
         println!("  inference ours/ort         {:>10.3}    target <= 0.333", ours_us_row / us);
@@ -220,8 +227,7 @@ pub(crate) fn on_core_0(program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 fn which(tool: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 pub(crate) fn stop(child: &mut Child) {
@@ -373,7 +379,11 @@ async fn settle(pid: u32) {
 fn rss_parts_kib(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |name: &str| {
-        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
     };
     Some((field("RssAnon:")?, field("RssFile:")?))
 }

@@ -41,7 +41,10 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     }
     pin_to_core(1);
     let n = args.events;
-    println!("modelbus bench --kafka {brokers} — claims model, batch {}, {n} events, {} round(s)", args.batch, args.rounds);
+    println!(
+        "modelbus bench --kafka {brokers} — claims model, batch {}, {n} events, {} round(s)",
+        args.batch, args.rounds
+    );
 
     let model = Model::load("risk", &config.models["risk"])?;
     let rows = crate::bench::claim_rows(&dir.join("features/customers.csv"), 20_480)?;
@@ -57,7 +60,8 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     }
     println!("backlog: {n} events produced in {:.2} s", t.elapsed().as_secs_f64());
 
-    let setup = Setup { args, bus: &bus, config: &config, config_path: &config_path, names: &names, script: &script, dir };
+    let setup =
+        Setup { args, bus: &bus, config: &config, config_path: &config_path, names: &names, script: &script, dir };
     let mut rounds = Vec::new();
     for r in 1..=args.rounds {
         let round = setup.round(r).await?;
@@ -80,7 +84,13 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
         println!("\nmedians of {} rounds:", args.rounds);
     }
     println!("\n{:<44} {:>12} {:>14} {:>16}", "", "events/s", "CPU µs/event", "excl. inference");
-    println!("{:<44} {:>12.0} {:>14.2} {:>16.2}", "modelbus on Kafka (one core)", ours_eps, ours_cpu, ours_cpu - infer_us);
+    println!(
+        "{:<44} {:>12.0} {:>14.2} {:>16.2}",
+        "modelbus on Kafka (one core)",
+        ours_eps,
+        ours_cpu,
+        ours_cpu - infer_us
+    );
     println!("{:<44} {:>12.0} {:>14.2} {:>16}", "Kafka client alone (no processing)", floor_eps, floor_cpu, "-");
     println!("{:<44} {:>12.0} {:>14.2} {:>16.2}", "Python: confluent-kafka + onnxruntime", py_eps, py_cpu, py_excl);
     println!(
@@ -89,7 +99,10 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
         m(&|r| r.ours.1 / r.py.1),
         m(&|r| (r.ours.1 - infer_us) / (r.py.1 - r.py.2))
     );
-    println!("modelbus CPU per event on top of inference: {:.2} µs (target <= 6 µs; inference {infer_us:.2} µs/row)", ours_cpu - infer_us);
+    println!(
+        "modelbus CPU per event on top of inference: {:.2} µs (target <= 6 µs; inference {infer_us:.2} µs/row)",
+        ours_cpu - infer_us
+    );
     println!(
         "Kafka client alone: {floor_cpu:.2} µs/event = {:.3} of Python's CPU per event; modelbus's own work on top of it: {:.2} µs/event",
         m(&|r| r.floor.1 / r.py.1),
@@ -147,7 +160,14 @@ impl Setup<'_> {
         let mut floor_worker = on_core_0(std::env::current_exe()?)
             .args(["bench-floor", "--config"])
             .arg(&config_path)
-            .args(["--group", &format!("bench-floor-{tag}"), "--topic", &self.names.input, "--template-topic", &results])
+            .args([
+                "--group",
+                &format!("bench-floor-{tag}"),
+                "--topic",
+                &self.names.input,
+                "--template-topic",
+                &results,
+            ])
             .args(["--result-topic", &floor_topic, "--count", &n.to_string(), "--batch", &args.batch.to_string()])
             .stdout(Stdio::null())
             .spawn()

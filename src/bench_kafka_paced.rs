@@ -95,7 +95,14 @@ fn python(
     on_core_0(&args.python)
         .arg(script)
         .args(["--brokers", &config.bus.kafka.brokers, "--topic", input, "--result-topic", results])
-        .args(["--group", &format!("bench-py-{tag}"), "--count", &count.to_string(), "--batch", &args.batch.to_string()])
+        .args([
+            "--group",
+            &format!("bench-py-{tag}"),
+            "--count",
+            &count.to_string(),
+            "--batch",
+            &args.batch.to_string(),
+        ])
         .args(["--fetch-wait-ms", &args.fetch_wait_ms.to_string()])
         .arg("--model")
         .arg(&config.models["risk"].path)
@@ -118,7 +125,13 @@ async fn watch(bus: &Bus, topic: &str) -> anyhow::Result<Follower> {
 
 /// Warms the worker up with one event, then offers `total` events at the
 /// configured rate while reading results; returns their latencies.
-async fn offer(bus: &Bus, input: &str, mut results: Follower, args: &BenchArgs, total: usize) -> anyhow::Result<Latency> {
+async fn offer(
+    bus: &Bus,
+    input: &str,
+    mut results: Follower,
+    args: &BenchArgs,
+    total: usize,
+) -> anyhow::Result<Latency> {
     let mut g = Generator::new(17, 0.0);
     let warm = g.claim(Utc::now());
     bus.publish(input, vec![warm.to_record()]).await?;

@@ -55,7 +55,13 @@ impl Dedup {
              PRIMARY KEY(grp, key)) WITHOUT ROWID;",
         )
         .map_err(err)?;
-        Ok(Dedup { conn: Arc::new(Mutex::new(conn)), writes: Default::default(), group: group.into(), window, path: path.display().to_string() })
+        Ok(Dedup {
+            conn: Arc::new(Mutex::new(conn)),
+            writes: Default::default(),
+            group: group.into(),
+            window,
+            path: path.display().to_string(),
+        })
     }
 
     fn key(source: &str, id: &str) -> String {
@@ -72,7 +78,9 @@ impl Dedup {
             f(&c, &group).map_err(|source| DedupError { path, source })
         })
         .await
-        .unwrap_or_else(|e| Err(DedupError { path: self.path.clone(), source: rusqlite::Error::InvalidParameterName(e.to_string()) }))
+        .unwrap_or_else(|e| {
+            Err(DedupError { path: self.path.clone(), source: rusqlite::Error::InvalidParameterName(e.to_string()) })
+        })
     }
 
     /// Which of these (source, id) pairs had a result emitted within the window.

@@ -122,7 +122,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let dead: u64 = stats.dead_letter_total();
     let h = stats.latency_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
     println!();
-    println!("  published      {} events in {:.2} s ({} deliberately bad)", args.events, publish_secs, bad.values().sum::<usize>());
+    println!(
+        "  published      {} events in {:.2} s ({} deliberately bad)",
+        args.events,
+        publish_secs,
+        bad.values().sum::<usize>()
+    );
     println!("  results        {results} RiskScored events on topic `{results_topic}`");
     println!("  dead letters   {dead} on topic `{input}.dlq`");
     for ((stage, code), count) in stats.dead_letters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
@@ -136,12 +141,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         h.max() as f64 / 1e3
     );
     if results + dead < args.events as u64 {
-        println!("  WARNING        {} events were not handled within the deadline", args.events as u64 - results - dead);
+        println!(
+            "  WARNING        {} events were not handled within the deadline",
+            args.events as u64 - results - dead
+        );
     }
     let cfg = shell_quote(&config_path.display().to_string());
     // The binary as it was run (`cargo run` leaves it in target/release,
     // which is not on the PATH): the commands below run as printed.
-    let bin = std::env::current_exe().map(|p| shell_quote(&p.display().to_string())).unwrap_or_else(|_| "modelbus".into());
+    let bin =
+        std::env::current_exe().map(|p| shell_quote(&p.display().to_string())).unwrap_or_else(|_| "modelbus".into());
     let first_dlid = first_dead_letter(&app, &format!("{input}.dlq")).await.unwrap_or_else(|| "<dlid>".into());
     println!();
     println!("  the data (bus, feature store, config) is kept in {}", dir.display());

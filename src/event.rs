@@ -54,9 +54,7 @@ impl Record {
 
     /// Approximate size in bytes, for payload limits.
     pub fn size(&self) -> usize {
-        self.value.len()
-            + self.key.as_ref().map_or(0, |k| k.len())
-            + self.headers.byte_len()
+        self.value.len() + self.key.as_ref().map_or(0, |k| k.len()) + self.headers.byte_len()
     }
 }
 
@@ -117,7 +115,6 @@ pub struct Event {
     pub record_key: Option<String>,
     pub data: Value,
 }
-
 
 impl Event {
     /// Builds an event from a structured-mode JSON object, filling in `id`,
@@ -229,11 +226,7 @@ impl Event {
     /// The record key: `partitionkey`, else the key of the record it was
     /// read from, else `subject`, else `id`.
     pub fn partition_key(&self) -> &str {
-        self.extensions
-            .get("partitionkey")
-            .or(self.record_key.as_ref())
-            .or(self.subject.as_ref())
-            .unwrap_or(&self.id)
+        self.extensions.get("partitionkey").or(self.record_key.as_ref()).or(self.subject.as_ref()).unwrap_or(&self.id)
     }
 
     /// Binary content mode: attributes as `ce_*` headers, value = data.
@@ -380,7 +373,8 @@ impl Event {
         } else {
             // UTF-8 checked once for the whole value: serde_json's `from_slice`
             // checks every string separately, which cost more.
-            let text = std::str::from_utf8(&rec.value).map_err(|e| EventError::DataNotJson(format!("not UTF-8: {e}")))?;
+            let text =
+                std::str::from_utf8(&rec.value).map_err(|e| EventError::DataNotJson(format!("not UTF-8: {e}")))?;
             serde_json::from_str(text).map_err(|e| EventError::DataNotJson(e.to_string()))?
         };
         let (id, source) = (nonempty("id", id.to_string())?, nonempty("source", source.to_string())?);
@@ -462,7 +456,10 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, EventError> {
     // 9999 or before 0000 in UTC could not be written back (fuzzing found
     // `9999-12-31T23:59:59-23:59`).
     if !(0..=9999).contains(&t.year()) {
-        return Err(EventError::InvalidAttribute { name: "time".into(), reason: format!("`{s}` is outside years 0000-9999 in UTC") });
+        return Err(EventError::InvalidAttribute {
+            name: "time".into(),
+            reason: format!("`{s}` is outside years 0000-9999 in UTC"),
+        });
     }
     Ok(t)
 }
@@ -472,10 +469,12 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>, EventError> {
 /// data be read as a whole event (fuzzing found it).
 fn check_datacontenttype(dct: Option<&str>) -> Result<(), EventError> {
     match dct {
-        Some(d) if d.trim_start().to_ascii_lowercase().starts_with("application/cloudevents") => Err(EventError::InvalidAttribute {
-            name: "datacontenttype".into(),
-            reason: format!("`{d}` is a CloudEvents format, not a type of data"),
-        }),
+        Some(d) if d.trim_start().to_ascii_lowercase().starts_with("application/cloudevents") => {
+            Err(EventError::InvalidAttribute {
+                name: "datacontenttype".into(),
+                reason: format!("`{d}` is a CloudEvents format, not a type of data"),
+            })
+        }
         _ => Ok(()),
     }
 }
@@ -569,7 +568,8 @@ impl std::str::FromStr for TraceParent {
             (&s[..2], &s[3..35], &s[36..52], &s[53..])
         } else {
             let mut it = s.split('-');
-            let (Some(version), Some(trace), Some(span), Some(fl)) = (it.next(), it.next(), it.next(), it.next()) else {
+            let (Some(version), Some(trace), Some(span), Some(fl)) = (it.next(), it.next(), it.next(), it.next())
+            else {
                 return Err(bad("expected 00-<32 hex>-<16 hex>-<2 hex>"));
             };
             (version, trace, span, fl)
@@ -612,7 +612,6 @@ pub fn stable_id(parts: &[&str]) -> String {
     // Encoded into a stack buffer: `to_string` goes through the formatter.
     uuid::Uuid::from_bytes(b).hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()).to_string()
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -671,7 +670,10 @@ mod tests {
         assert!(matches!(&err, EventError::InvalidAttribute { name, .. } if name == "extra"), "{err}");
         let mut rec = good.clone();
         rec.set_header("content-type", "application/json; charset=utf-8");
-        assert_eq!(Event::from_record(&rec).unwrap().datacontenttype.as_deref(), Some("application/json; charset=utf-8"));
+        assert_eq!(
+            Event::from_record(&rec).unwrap().datacontenttype.as_deref(),
+            Some("application/json; charset=utf-8")
+        );
     }
 
     #[test]
@@ -695,7 +697,8 @@ mod tests {
         assert_eq!(p.to_string(), t);
         assert_eq!(&p.encode()[..], t.as_bytes());
         // A later version may append fields; the first four still parse.
-        let later: TraceParent = "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-the-future-holds".parse().unwrap();
+        let later: TraceParent =
+            "cc-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-what-the-future-holds".parse().unwrap();
         assert_eq!(later, p);
         for bad in [
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",
@@ -719,7 +722,12 @@ mod tests {
     fn minimal() -> Record {
         Record {
             key: Some(b"C00042".to_vec()),
-            headers: Headers::from_pairs([("ce_specversion", "1.0"), ("ce_id", "e-1"), ("ce_source", "/sdk"), ("ce_type", "T")]),
+            headers: Headers::from_pairs([
+                ("ce_specversion", "1.0"),
+                ("ce_id", "e-1"),
+                ("ce_source", "/sdk"),
+                ("ce_type", "T"),
+            ]),
             value: br#"{"x":1}"#.to_vec(),
         }
     }
@@ -732,7 +740,16 @@ mod tests {
         // Derived from the identity: a redelivery yields the same trace.
         let again = Event::from_record(&minimal()).unwrap();
         assert_eq!(e.traceparent, again.traceparent);
-        let other = Event::from_record(&Record { headers: Headers::from_pairs([("ce_specversion", "1.0"), ("ce_id", "e-2"), ("ce_source", "/sdk"), ("ce_type", "T")]), ..minimal() }).unwrap();
+        let other = Event::from_record(&Record {
+            headers: Headers::from_pairs([
+                ("ce_specversion", "1.0"),
+                ("ce_id", "e-2"),
+                ("ce_source", "/sdk"),
+                ("ce_type", "T"),
+            ]),
+            ..minimal()
+        })
+        .unwrap();
         assert_ne!(e.traceparent.trace_id, other.traceparent.trace_id);
         // Written back without a time, and read again the same.
         let back = Event::from_record(&e.to_record()).unwrap();

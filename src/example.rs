@@ -79,7 +79,10 @@ pub fn use_kafka(config_path: &Path, brokers: &str) -> std::io::Result<KafkaName
                  \"fetch.wait.max.ms\" = \"10\"\n\n[bus.embedded]"
             ),
         )
-        .replace(&format!("topic = \"{INPUT_TOPIC}\""), &format!("topic = \"{}\"\ngroup = \"{}\"", names.input, names.group))
+        .replace(
+            &format!("topic = \"{INPUT_TOPIC}\""),
+            &format!("topic = \"{}\"\ngroup = \"{}\"", names.input, names.group),
+        )
         .replace(&format!("topic = \"{RESULT_TOPIC}\""), &format!("topic = \"{}\"", names.results));
     std::fs::write(config_path, text)?;
     Ok(names)

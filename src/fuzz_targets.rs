@@ -122,9 +122,8 @@ pub fn event_record(data: &[u8]) {
     // no attribute), so it is compared in that form.
     let mut structured = second.to_structured();
     let serde_json::Value::Object(map) = structured.clone() else { panic!("to_structured() is not an object") };
-    let back = Event::from_structured(map).unwrap_or_else(|e| {
-        panic!("to_structured() does not decode: {e}\n  event: {second:?}")
-    });
+    let back = Event::from_structured(map)
+        .unwrap_or_else(|e| panic!("to_structured() does not decode: {e}\n  event: {second:?}"));
     let mut back = back.to_structured();
     let (Some(a), Some(b)) = (back.get_mut("data"), structured.get_mut("data")) else { panic!("no data member") };
     assert_data_close(a, b);
@@ -157,9 +156,8 @@ pub fn traceparent(data: &[u8]) {
     let printed = t.to_string();
     assert_eq!(printed.as_bytes(), &t.encode()[..], "Display and encode() differ");
     assert_eq!(printed.len(), 55, "{printed:?}");
-    let back: TraceParent = printed
-        .parse()
-        .unwrap_or_else(|e| panic!("{printed:?} (from {text:?}) does not parse: {e}"));
+    let back: TraceParent =
+        printed.parse().unwrap_or_else(|e| panic!("{printed:?} (from {text:?}) does not parse: {e}"));
     assert_eq!(back, t, "{text:?} → {printed:?} parses to another value");
 }
 

@@ -169,9 +169,11 @@ pub fn render(workers: &[(String, Arc<WorkerStats>)]) -> String {
         (names::PAUSES, "Times the bus consumer was paused because the in-flight limit was reached.", |s| {
             s.pauses.load(Ordering::Relaxed)
         }),
-        (names::WITHOUT_TRACE, "Events that came without trace context; a trace id was derived from their identity.", |s| {
-            s.without_trace.load(Ordering::Relaxed)
-        }),
+        (
+            names::WITHOUT_TRACE,
+            "Events that came without trace context; a trace id was derived from their identity.",
+            |s| s.without_trace.load(Ordering::Relaxed),
+        ),
         (names::WITHOUT_TIME, "Events that came without `time`; they are not in the latency figures.", |s| {
             s.without_time.load(Ordering::Relaxed)
         }),
@@ -193,19 +195,39 @@ pub fn render(workers: &[(String, Arc<WorkerStats>)]) -> String {
     family(&mut o, names::RETRIES, "counter", "Transient failures retried, by stage and reason.");
     for (w, s) in workers {
         for ((stage, code), n) in s.retried.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(o, "{}{{worker=\"{}\",stage=\"{}\",reason=\"{}\"}} {n}", names::RETRIES, esc(w), esc(stage), esc(code));
+            let _ = writeln!(
+                o,
+                "{}{{worker=\"{}\",stage=\"{}\",reason=\"{}\"}} {n}",
+                names::RETRIES,
+                esc(w),
+                esc(stage),
+                esc(code)
+            );
         }
     }
     family(&mut o, names::DEAD_LETTERS, "counter", "Events dead-lettered, by stage and reason.");
     for (w, s) in workers {
         for ((stage, code), n) in s.dead_letters.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(o, "{}{{worker=\"{}\",stage=\"{}\",reason=\"{}\"}} {n}", names::DEAD_LETTERS, esc(w), esc(stage), esc(code));
+            let _ = writeln!(
+                o,
+                "{}{{worker=\"{}\",stage=\"{}\",reason=\"{}\"}} {n}",
+                names::DEAD_LETTERS,
+                esc(w),
+                esc(stage),
+                esc(code)
+            );
         }
     }
     family(&mut o, names::CONSUMER_LAG, "gauge", "Committed offset behind the high watermark, per owned partition.");
     for (w, s) in workers {
         for ((topic, p), n) in s.lag.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(o, "{}{{worker=\"{}\",topic=\"{}\",partition=\"{p}\"}} {n}", names::CONSUMER_LAG, esc(w), esc(topic));
+            let _ = writeln!(
+                o,
+                "{}{{worker=\"{}\",topic=\"{}\",partition=\"{p}\"}} {n}",
+                names::CONSUMER_LAG,
+                esc(w),
+                esc(topic)
+            );
         }
     }
     family(&mut o, names::END_TO_END_SECONDS, "summary", "Event time to result accepted by every sink.");
@@ -234,8 +256,12 @@ mod tests {
         s.set_lag(vec![(TopicPartition { topic: "claims.created".into(), partition: 2 }, 42)]);
         let text = render(&[("risk".into(), s)]);
         assert!(text.contains("modelbus_events_received_total{worker=\"risk\"} 10"), "{text}");
-        assert!(text.contains("modelbus_dead_letters_total{worker=\"risk\",stage=\"decode\",reason=\"malformed_json\"} 1"));
-        assert!(text.contains("modelbus_retries_total{worker=\"risk\",stage=\"features\",reason=\"store_unavailable\"} 1"));
+        assert!(
+            text.contains("modelbus_dead_letters_total{worker=\"risk\",stage=\"decode\",reason=\"malformed_json\"} 1")
+        );
+        assert!(
+            text.contains("modelbus_retries_total{worker=\"risk\",stage=\"features\",reason=\"store_unavailable\"} 1")
+        );
         assert!(text.contains("modelbus_consumer_lag{worker=\"risk\",topic=\"claims.created\",partition=\"2\"} 42"));
         assert!(text.contains("# TYPE modelbus_consumer_lag gauge"));
     }

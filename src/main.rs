@@ -173,7 +173,8 @@ fn main() -> ExitCode {
         // queue; none of them waits on another blocking task.
         .max_blocking_threads(modelbus::memory::blocking_threads())
         .enable_all()
-        .build() {
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

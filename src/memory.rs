@@ -22,7 +22,11 @@
 /// memory). `MODELBUS_BLOCKING_THREADS` overrides it.
 pub fn blocking_threads() -> usize {
     const BLOCKING_THREADS: usize = 4;
-    std::env::var("MODELBUS_BLOCKING_THREADS").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(BLOCKING_THREADS)
+    std::env::var("MODELBUS_BLOCKING_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(BLOCKING_THREADS)
 }
 
 /// [`release_free`] on the calling thread, then on the blocking pool's

@@ -22,7 +22,9 @@ use crate::schema::SchemaRegistry;
 pub async fn check(path: &Path, load_models: bool) -> Vec<ConfigError> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) => return vec![ConfigError { path: String::new(), message: format!("cannot read {}: {e}", path.display()) }],
+        Err(e) => {
+            return vec![ConfigError { path: String::new(), message: format!("cannot read {}: {e}", path.display()) }]
+        }
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let (config, mut errors) = crate::config::load_partial(&text, &base);

@@ -100,7 +100,6 @@ impl WorkerStats {
         let mut h = self.latency_us.lock().unwrap_or_else(|e| e.into_inner());
         let _ = h.record(us.max(1));
     }
-
 }
 
 /// Logs to stderr; `RUST_LOG` overrides the default level.

@@ -123,8 +123,7 @@ async fn the_byom_example_scores_published_events() {
         use std::io::Write;
         publish.stdin.take().unwrap().write_all(events.as_bytes()).unwrap();
     }
-    let ids: Vec<String> =
-        ok(publish.wait_with_output().unwrap(), "publish").lines().map(str::to_string).collect();
+    let ids: Vec<String> = ok(publish.wait_with_output().unwrap(), "publish").lines().map(str::to_string).collect();
     assert_eq!(ids.len(), 2, "publish prints one id per event: {ids:?}");
 
     // Wait on the bus itself: `tail` refuses a topic that does not exist yet.

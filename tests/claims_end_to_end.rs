@@ -104,11 +104,14 @@ async fn reference_events_score_like_onnxruntime_and_bad_input_is_dead_lettered(
     let bus = app.bus.clone();
     let want = events.len() as u64;
     let nbad = bad.len() as u64;
-    let done = common::wait_until(Duration::from_secs(60), || {
-        let bus = bus.clone();
-        async move { common::count(&bus, "risk-scored").await >= want && common::count(&bus, "claims.dlq").await >= nbad }
-    })
-    .await;
+    let done =
+        common::wait_until(Duration::from_secs(60), || {
+            let bus = bus.clone();
+            async move {
+                common::count(&bus, "risk-scored").await >= want && common::count(&bus, "claims.dlq").await >= nbad
+            }
+        })
+        .await;
     token.cancel();
     running.await.unwrap().unwrap();
     assert!(done, "results or dead letters missing");
@@ -137,7 +140,8 @@ async fn reference_events_score_like_onnxruntime_and_bad_input_is_dead_lettered(
         let again = r.to_record();
         assert_eq!(again.headers, d.record.headers, "result headers");
         assert_eq!(again.key, d.record.key);
-        let (a, b): (Value, Value) = (serde_json::from_slice(&again.value).unwrap(), serde_json::from_slice(&d.record.value).unwrap());
+        let (a, b): (Value, Value) =
+            (serde_json::from_slice(&again.value).unwrap(), serde_json::from_slice(&d.record.value).unwrap());
         assert_eq!(a, b, "result data");
     }
     eprintln!("max |modelbus - onnxruntime| over {} reference events: {worst:e}", results.len());

@@ -149,7 +149,8 @@ async fn publish_streams_its_input_and_goes_on_past_an_invalid_line() {
     // A producer writes one event and keeps the pipe open.
     writeln!(stdin, "{}", claim(Some("ev-1"))).unwrap();
     stdin.flush().unwrap();
-    let first = ids.recv_timeout(Duration::from_secs(10)).expect("the event was not published while the input stayed open");
+    let first =
+        ids.recv_timeout(Duration::from_secs(10)).expect("the event was not published while the input stayed open");
     assert_eq!(first, "ev-1", "publish prints the id");
     assert_eq!(common::count(&bus, "claims").await, 1, "on the bus before the input ended");
     // Then a line the schema refuses (a negative amount) and one more event.
@@ -163,8 +164,11 @@ async fn publish_streams_its_input_and_goes_on_past_an_invalid_line() {
     assert!(stderr.contains("line 2: ") && stderr.contains("-3"), "the line and the validator's reason: {stderr}");
     assert_eq!(rest.len(), 1, "{rest:?}");
     assert!(uuid::Uuid::parse_str(&rest[0]).is_ok(), "a generated id: {rest:?}");
-    let published: Vec<String> =
-        common::read_all(&bus, "claims").await.iter().map(|d| d.record.header_str("ce_id").unwrap().to_string()).collect();
+    let published: Vec<String> = common::read_all(&bus, "claims")
+        .await
+        .iter()
+        .map(|d| d.record.header_str("ce_id").unwrap().to_string())
+        .collect();
     assert_eq!(published, vec!["ev-1".to_string(), rest[0].clone()]);
 }
 
@@ -173,7 +177,13 @@ async fn a_single_invalid_event_is_refused_before_it_reaches_the_bus() {
     let c = common::claims(|t| t);
     let bad = c.dir.path().join("bad.json");
     std::fs::write(&bad, claim(None).replace("120.5", "-3")).unwrap();
-    let out = common::modelbus().args(["publish", "--topic", "single", "--config"]).arg(&c.config_path).arg("--file").arg(&bad).output().unwrap();
+    let out = common::modelbus()
+        .args(["publish", "--topic", "single", "--config"])
+        .arg(&c.config_path)
+        .arg("--file")
+        .arg(&bad)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("line 1: "), "{stderr}");
@@ -186,16 +196,28 @@ async fn publish_prints_what_it_published_as_json_lines() {
     let c = common::claims(|t| t);
     let bus = Bus::open(&c.config).unwrap();
     // One event pretty-printed over several lines (`jq .`), one on a line.
-    let pretty = serde_json::to_string_pretty(&serde_json::from_str::<Value>(&claim(Some("ev-pretty"))).unwrap()).unwrap();
+    let pretty =
+        serde_json::to_string_pretty(&serde_json::from_str::<Value>(&claim(Some("ev-pretty"))).unwrap()).unwrap();
     let file = c.dir.path().join("events.json");
     std::fs::write(&file, format!("{pretty}\n{}\n", claim(None))).unwrap();
-    let out = common::modelbus().args(["publish", "--json", "--config"]).arg(&c.config_path).arg("--file").arg(&file).output().unwrap();
+    let out = common::modelbus()
+        .args(["publish", "--json", "--config"])
+        .arg(&c.config_path)
+        .arg("--file")
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[0]["id"], "ev-pretty");
     for line in &lines {
-        assert_eq!((&line["source"], &line["type"]), (&Value::from("/cli-test"), &Value::from("ClaimCreated")), "{line}");
+        assert_eq!(
+            (&line["source"], &line["type"]),
+            (&Value::from("/cli-test"), &Value::from("ClaimCreated")),
+            "{line}"
+        );
         let (p, o) = (line["partition"].as_u64().unwrap() as u32, line["offset"].as_u64().unwrap());
         let d = bus.read_at("claims", p, o).await.unwrap().unwrap_or_else(|| panic!("nothing at {p}@{o}"));
         assert_eq!(d.record.header_str("ce_id"), line["id"].as_str(), "the id of the record at that position");
@@ -226,7 +248,10 @@ async fn tail_and_dlq_list_keep_every_header_of_a_dead_letter() {
     let at = bus.publish("claims.dlq", vec![dl.clone()]).await.unwrap()[0];
     let cfg = c.config_path.to_str().unwrap();
 
-    let tail = common::modelbus().args(["tail", "claims.dlq", "--from-beginning", "--count", "1", "--config", cfg]).output().unwrap();
+    let tail = common::modelbus()
+        .args(["tail", "claims.dlq", "--from-beginning", "--count", "1", "--config", cfg])
+        .output()
+        .unwrap();
     assert!(tail.status.success(), "{}", String::from_utf8_lossy(&tail.stderr));
     let line: Value = serde_json::from_slice(&tail.stdout).unwrap();
     assert!(line["undecodable"].is_string(), "{line}");
@@ -236,10 +261,18 @@ async fn tail_and_dlq_list_keep_every_header_of_a_dead_letter() {
     assert_eq!(line["headers"]["ce_id"], "orig-7");
     assert_eq!(line["headers"]["x-origin"], "pipeline-test");
     // A decodable event's line carries its headers too.
-    bus.publish("plain", vec![modelbus::event::Event::from_structured_for_publish(serde_json::from_str(&claim(Some("p1"))).unwrap()).unwrap().to_record()])
-        .await
+    bus.publish(
+        "plain",
+        vec![modelbus::event::Event::from_structured_for_publish(serde_json::from_str(&claim(Some("p1"))).unwrap())
+            .unwrap()
+            .to_record()],
+    )
+    .await
+    .unwrap();
+    let tail = common::modelbus()
+        .args(["tail", "plain", "--from-beginning", "--count", "1", "--config", cfg])
+        .output()
         .unwrap();
-    let tail = common::modelbus().args(["tail", "plain", "--from-beginning", "--count", "1", "--config", cfg]).output().unwrap();
     let line: Value = serde_json::from_slice(&tail.stdout).unwrap();
     assert_eq!((&line["id"], &line["headers"]["ce_id"]), (&Value::from("p1"), &Value::from("p1")), "{line}");
     assert_eq!(line["headers"]["content-type"], "application/json", "{line}");
@@ -306,6 +339,13 @@ async fn dlq_show_reads_a_position_on_kafka() {
         let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(shown["dead_letter"]["dlid"], dlid, "{what}: {shown}");
     }
-    let past = common::modelbus().args(["dlq", "show", &format!("{}/{p}@{}", n.dlq, o + 1000), "--config", cfg]).output().unwrap();
-    assert!(String::from_utf8_lossy(&past.stderr).contains("no record at"), "{}", String::from_utf8_lossy(&past.stderr));
+    let past = common::modelbus()
+        .args(["dlq", "show", &format!("{}/{p}@{}", n.dlq, o + 1000), "--config", cfg])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&past.stderr).contains("no record at"),
+        "{}",
+        String::from_utf8_lossy(&past.stderr)
+    );
 }

@@ -125,7 +125,8 @@ sinks = [{ topic = "out" }]
 #[test]
 fn the_example_config_is_valid() {
     let c = common::claims(|t| t);
-    let out = Command::new(common::bin()).args(["validate", "--deep", "--config"]).arg(&c.config_path).output().unwrap();
+    let out =
+        Command::new(common::bin()).args(["validate", "--deep", "--config"]).arg(&c.config_path).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -202,7 +203,8 @@ fn validate_reports_config_and_model_problems_all_at_once() {
 fn validate_checks_output_indexes_against_the_model_as_it_runs() {
     // A three-class model: probabilities[3] does not exist, and an input
     // listed with too few columns.
-    let (_d, path, _) = common::reading_deployment("gb_multi", "", "p = \"probabilities[3]\"\nq = \"probabilities[2]\"", "");
+    let (_d, path, _) =
+        common::reading_deployment("gb_multi", "", "p = \"probabilities[3]\"\nq = \"probabilities[2]\"", "");
     let text = std::fs::read_to_string(&path).unwrap();
     let (code, err) = validate(&path, &[]);
     assert_eq!(code, Some(2), "{err}");

@@ -38,7 +38,11 @@ async fn a_crash_during_retries_resumes_the_attempt_count() {
     let e = Generator::new(5, 0.0).claim(chrono::Utc::now());
     bus.publish("claims", vec![e.to_record()]).await.unwrap();
     let spawn = |log: &str| {
-        common::spawn_worker_with(&c.config_path, &c.dir.path().join(log), &[("MODELBUS_FAULTS", "features.lookup=transient")])
+        common::spawn_worker_with(
+            &c.config_path,
+            &c.dir.path().join(log),
+            &[("MODELBUS_FAULTS", "features.lookup=transient")],
+        )
     };
     let mut first = spawn("first.log");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -52,7 +56,9 @@ async fn a_crash_during_retries_resumes_the_attempt_count() {
     let killed_at = chrono::Utc::now();
     let mut second = spawn("second.log");
     let bus2 = &bus;
-    let done = common::wait_until(Duration::from_secs(60), || async move { common::count(bus2, "claims.dlq").await >= 1 }).await;
+    let done =
+        common::wait_until(Duration::from_secs(60), || async move { common::count(bus2, "claims.dlq").await >= 1 })
+            .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     common::signal(&second, libc::SIGTERM);
     second.wait().unwrap();
@@ -73,7 +79,9 @@ fn committed(dir: &std::path::Path) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_ledger_over_10000_events() {
-    let c = common::claims(|t| quick_group(t).replace("max_in_flight = 4096", "max_in_flight = 4096\ncommit_interval = \"1s\""));
+    let c = common::claims(|t| {
+        quick_group(t).replace("max_in_flight = 4096", "max_in_flight = 4096\ncommit_interval = \"1s\"")
+    });
     let bus = Bus::open(&c.config).unwrap();
     let mut worker = common::spawn_worker(&c.config_path, &c.dir.path().join("w1.log"));
     let mut g = Generator::new(77, 0.02);
@@ -150,14 +158,19 @@ async fn with_dedup_publishing_1000_events_twice_yields_1000_results() {
     let batch: Vec<Record> = (0..1000).map(|_| g.claim(now).to_record()).collect();
     bus.publish("claims", batch.clone()).await.unwrap();
     let b = &bus;
-    assert!(common::wait_until(Duration::from_secs(60), || async move { common::count(b, "risk-scored").await >= 1000 }).await);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || async move { common::count(b, "risk-scored").await >= 1000 })
+            .await
+    );
     bus.publish("claims", batch).await.unwrap();
     // The second copy is consumed (the group's offsets pass it) without results.
     let db = c.dir.path().join("data/bus.sqlite");
     let db = &db;
     let consumed = common::wait_until(Duration::from_secs(60), || async move {
         let c = rusqlite::Connection::open(db).unwrap();
-        let n: i64 = c.query_row("SELECT coalesce(sum(next_offset),0) FROM offsets WHERE topic = 'claims'", [], |r| r.get(0)).unwrap();
+        let n: i64 = c
+            .query_row("SELECT coalesce(sum(next_offset),0) FROM offsets WHERE topic = 'claims'", [], |r| r.get(0))
+            .unwrap();
         n >= 2000
     })
     .await;
@@ -182,7 +195,9 @@ async fn replay_after_a_fix_yields_one_result_with_the_original_trace() {
     e.data["customer_id"] = serde_json::json!("C77777");
     bus.publish("claims", vec![e.to_record()]).await.unwrap();
     let b = &bus;
-    assert!(common::wait_until(Duration::from_secs(60), || async move { common::count(b, "claims.dlq").await >= 1 }).await);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || async move { common::count(b, "claims.dlq").await >= 1 }).await
+    );
 
     // Not fixed yet: replaying fails again, and the loop guard stops the third try.
     let dry = run_cli(&["dlq", "replay", "--dry-run"], &c.config_path);
@@ -191,7 +206,10 @@ async fn replay_after_a_fix_yields_one_result_with_the_original_trace() {
     for round in 1..=2u64 {
         let out = run_cli(&["dlq", "replay"], &c.config_path);
         assert!(out.contains("1 replayed"), "{out}");
-        assert!(common::wait_until(Duration::from_secs(60), || async move { common::count(b, "claims.dlq").await > round }).await);
+        assert!(
+            common::wait_until(Duration::from_secs(60), || async move { common::count(b, "claims.dlq").await > round })
+                .await
+        );
         let again = run_cli(&["dlq", "replay", "--stage", "decode"], &c.config_path);
         assert!(again.contains("0 replayed"), "filters apply: {again}");
     }
@@ -210,7 +228,9 @@ async fn replay_after_a_fix_yields_one_result_with_the_original_trace() {
     let mut worker = common::spawn_worker(&c.config_path, &c.dir.path().join("w2.log"));
     let out = run_cli(&["dlq", "replay", "--max-replays", "3"], &c.config_path);
     assert!(out.contains("1 replayed"), "{out}");
-    assert!(common::wait_until(Duration::from_secs(60), || async move { common::count(b, "risk-scored").await >= 1 }).await);
+    assert!(
+        common::wait_until(Duration::from_secs(60), || async move { common::count(b, "risk-scored").await >= 1 }).await
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
     common::signal(&worker, libc::SIGTERM);
     worker.wait().unwrap();

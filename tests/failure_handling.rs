@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 /// Fault points are process-wide; tests that set them take turns.
 static FAULTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn start(config: modelbus::config::Config) -> (App, CancellationToken, tokio::task::JoinHandle<Result<(), modelbus::app::AppError>>) {
+async fn start(
+    config: modelbus::config::Config,
+) -> (App, CancellationToken, tokio::task::JoinHandle<Result<(), modelbus::app::AppError>>) {
     let app = App::load(config).await.unwrap();
     let workers = app.workers().await.unwrap();
     let token = CancellationToken::new();
@@ -36,11 +38,13 @@ async fn nan_input_and_nan_output_are_dead_lettered_at_infer() {
     let recs = vec![common::reading("g1", GOOD), common::reading("nan-in", null_x2), common::reading("g2", GOOD)];
     app.bus.publish("readings", recs).await.unwrap();
     let bus = app.bus.clone();
-    assert!(common::wait_until(Duration::from_secs(30), || {
-        let bus = bus.clone();
-        async move { common::count(&bus, "scored").await >= 2 && common::count(&bus, "readings.dlq").await >= 1 }
-    })
-    .await);
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            let bus = bus.clone();
+            async move { common::count(&bus, "scored").await >= 2 && common::count(&bus, "readings.dlq").await >= 1 }
+        })
+        .await
+    );
     token.cancel();
     h.await.unwrap().unwrap();
     let dls = common::dead_letters(&app.bus, "readings.dlq").await;
@@ -54,20 +58,35 @@ async fn nan_input_and_nan_output_are_dead_lettered_at_infer() {
     let positive = [Some(1.0), Some(2.0), Some(3.0), Some(0.0), Some(0.5), Some(4.0)];
     let negative = [Some(-1.0), Some(-2.0), Some(-3.0), Some(0.0), Some(-0.5), Some(-4.0)];
     app.bus
-        .publish("readings", vec![common::reading("g1", positive), common::reading("nan-out", negative), common::reading("g2", positive)])
+        .publish(
+            "readings",
+            vec![
+                common::reading("g1", positive),
+                common::reading("nan-out", negative),
+                common::reading("g2", positive),
+            ],
+        )
         .await
         .unwrap();
     let bus = app.bus.clone();
-    assert!(common::wait_until(Duration::from_secs(30), || {
-        let bus = bus.clone();
-        async move { common::count(&bus, "scored").await >= 2 && common::count(&bus, "readings.dlq").await >= 1 }
-    })
-    .await, "scored {} dlq {}", common::count(&app.bus, "scored").await, common::count(&app.bus, "readings.dlq").await);
+    assert!(
+        common::wait_until(Duration::from_secs(30), || {
+            let bus = bus.clone();
+            async move { common::count(&bus, "scored").await >= 2 && common::count(&bus, "readings.dlq").await >= 1 }
+        })
+        .await,
+        "scored {} dlq {}",
+        common::count(&app.bus, "scored").await,
+        common::count(&app.bus, "readings.dlq").await
+    );
     token.cancel();
     h.await.unwrap().unwrap();
     let dls = common::dead_letters(&app.bus, "readings.dlq").await;
     assert_eq!(dls.len(), 1);
-    assert_eq!((dls[0].attr("dlstage"), dls[0].attr("dlcode"), dls[0].attr("dlattempts")), ("infer", "nan_output", "1"));
+    assert_eq!(
+        (dls[0].attr("dlstage"), dls[0].attr("dlcode"), dls[0].attr("dlattempts")),
+        ("infer", "nan_output", "1")
+    );
 }
 
 /// The claims example with 4 attempts, 100ms doubling, capped at 1s.

@@ -66,7 +66,8 @@ async fn one_refused_result_is_dead_lettered_alone_and_the_rest_are_written_once
     faults::clear();
 
     let results = common::read_all(&app.bus, "risk-scored").await;
-    let causes: Vec<String> = results.iter().map(|d| d.record.header_str("ce_causationid").unwrap().to_string()).collect();
+    let causes: Vec<String> =
+        results.iter().map(|d| d.record.header_str("ce_causationid").unwrap().to_string()).collect();
     let distinct: HashSet<&String> = causes.iter().collect();
     assert_eq!((results.len(), distinct.len()), (59, 59), "each other result written exactly once");
     let dls = common::dead_letters(&app.bus, "claims.dlq").await;
@@ -95,7 +96,10 @@ async fn transient_bus_errors_in_poll_and_group_maintenance_do_not_stop_the_work
     let (first, second) = events.split_at(10);
     app.bus.publish("claims", first.iter().map(|e| e.to_record()).collect()).await.unwrap();
     let failed = |p: &str| faults::log(p).iter().filter(|(_, f)| *f).count();
-    let met = common::wait_until(Duration::from_secs(30), || async { failed("bus.maintain") == 4 && failed("bus.poll") == 4 }).await;
+    let met = common::wait_until(Duration::from_secs(30), || async {
+        failed("bus.maintain") == 4 && failed("bus.poll") == 4
+    })
+    .await;
     assert!(met, "every injected error was met: {:?} {:?}", faults::log("bus.maintain"), faults::log("bus.poll"));
     app.bus.publish("claims", second.iter().map(|e| e.to_record()).collect()).await.unwrap();
     assert!(wait_count(&app.bus, "risk-scored", 20).await, "the worker went on after the errors");
@@ -238,7 +242,11 @@ async fn replay_refuses_an_out_of_range_rate_and_a_truncated_dead_letter() {
     assert!(modelbus::dead_letter::DeadLetter::from_record(cut.clone(), 0, 0).unwrap().truncated());
     bus.publish("claims.dlq", vec![cut]).await.unwrap();
     for rate in ["1e-20", "0", "NaN", "inf", "1e9"] {
-        let out = common::modelbus().args(["dlq", "replay", "--rate", rate, "--config"]).arg(&c.config_path).output().unwrap();
+        let out = common::modelbus()
+            .args(["dlq", "replay", "--rate", rate, "--config"])
+            .arg(&c.config_path)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains("--rate") && !err.contains("panicked"), "--rate {rate}: {err}");
     }
@@ -250,13 +258,18 @@ async fn replay_refuses_an_out_of_range_rate_and_a_truncated_dead_letter() {
 
 #[test]
 fn out_of_range_durations_and_limits_are_refused_with_their_paths() {
-    let base = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/claims/modelbus.toml")).unwrap();
+    let base =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/claims/modelbus.toml")).unwrap();
     let text = base
         .replace("partitions = 4", "partitions = 4\npoll_interval = \"0s\"\nsession_timeout = \"1000000000years\"")
-        .replace("max_in_flight = 4096", "max_in_flight = 4096\ncommit_interval = \"0s\"\nmax_payload_bytes = 100000000")
+        .replace(
+            "max_in_flight = 4096",
+            "max_in_flight = 4096\ncommit_interval = \"0s\"\nmax_payload_bytes = 100000000",
+        )
         .replace("multiplier = 2.0", "multiplier = 1e300");
-    let errs = modelbus::config::load_str(&text, Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/claims").as_path())
-        .expect_err("refused");
+    let errs =
+        modelbus::config::load_str(&text, Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/claims").as_path())
+            .expect_err("refused");
     let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
     for want in [
         "bus.embedded.poll_interval",
@@ -274,7 +287,10 @@ fn out_of_range_durations_and_limits_are_refused_with_their_paths() {
     let cfg = modelbus::config::load_str(&kafka, &dir).unwrap();
     let limit = cfg.workers[0].max_payload_bytes(&cfg.bus);
     assert!(limit + modelbus::dead_letter::MAX_HEADER_BYTES < 1_000_000 && limit > 900_000, "{limit}");
-    let errs = modelbus::config::load_str(&kafka.replace("max_in_flight = 4096", "max_in_flight = 4096\nmax_payload_bytes = 1000000"), &dir)
-        .expect_err("refused");
+    let errs = modelbus::config::load_str(
+        &kafka.replace("max_in_flight = 4096", "max_in_flight = 4096\nmax_payload_bytes = 1000000"),
+        &dir,
+    )
+    .expect_err("refused");
     assert_eq!(errs[0].path, "workers[0].max_payload_bytes", "{errs:?}");
 }

@@ -132,8 +132,14 @@ async fn three_workers_with_kills_and_restarts_keep_the_ledger() {
         }
     }
     assert_eq!(missing, 0);
-    let distinct = result_ids.values().map(HashSet::len).sum::<usize>() + dl_ids.values().map(HashSet::len).sum::<usize>();
+    let distinct =
+        result_ids.values().map(HashSet::len).sum::<usize>() + dl_ids.values().map(HashSet::len).sum::<usize>();
     let records = results.len() + dls.len();
-    eprintln!("{EVENTS} events: {} result records, {} dead-letter records, {} repeats", results.len(), dls.len(), records - distinct);
+    eprintln!(
+        "{EVENTS} events: {} result records, {} dead-letter records, {} repeats",
+        results.len(),
+        dls.len(),
+        records - distinct
+    );
     assert!(records > distinct, "the kills must cause observable redeliveries");
 }

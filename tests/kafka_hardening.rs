@@ -89,7 +89,11 @@ async fn an_oversized_record_is_dead_lettered_cut_to_fit_and_the_partition_moves
     tokio::time::sleep(Duration::from_secs(1)).await;
     stop(w).await;
     let offsets = committed(&n.group, &n.input, 4);
-    assert_eq!(offsets.iter().filter(|o| **o > 0).map(|o| *o as usize).sum::<usize>(), 21, "committed past all: {offsets:?}");
+    assert_eq!(
+        offsets.iter().filter(|o| **o > 0).map(|o| *o as usize).sum::<usize>(),
+        21,
+        "committed past all: {offsets:?}"
+    );
 
     // It cannot be replayed: its original is gone.
     let out = common::modelbus().args(["dlq", "replay", "--config"]).arg(&c.config_path).output().unwrap();
@@ -138,8 +142,10 @@ async fn a_dead_letter_that_failed_to_write_is_never_skipped() {
 fn produce_with_raw_header_name(topic: &str, key: &str, name: &[u8], value: &[u8]) {
     let p: ThreadedProducer<DefaultProducerContext> =
         ClientConfig::new().set("bootstrap.servers", kafka::brokers()).create().unwrap();
-    let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header { key: "ce_ok", value: Some("1") });
-    let raw = headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders as *mut rdkafka::bindings::rd_kafka_headers_t;
+    let headers =
+        rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header { key: "ce_ok", value: Some("1") });
+    let raw =
+        headers.as_borrowed() as *const rdkafka::message::BorrowedHeaders as *mut rdkafka::bindings::rd_kafka_headers_t;
     // SAFETY: `raw` is the header list `headers` owns; the name and value
     // are copied by librdkafka.
     let err = unsafe {
@@ -152,7 +158,9 @@ fn produce_with_raw_header_name(topic: &str, key: &str, name: &[u8], value: &[u8
         )
     };
     assert_eq!(err, rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
-    p.send(BaseRecord::<str, [u8]>::to(topic).key(key).payload(&b"{}"[..]).headers(headers)).map_err(|(e, _)| e).unwrap();
+    p.send(BaseRecord::<str, [u8]>::to(topic).key(key).payload(&b"{}"[..]).headers(headers))
+        .map_err(|(e, _)| e)
+        .unwrap();
     p.flush(Duration::from_secs(10)).unwrap();
 }
 
@@ -175,14 +183,20 @@ async fn a_header_name_that_is_not_utf8_is_dead_lettered_and_the_worker_lives() 
     assert_eq!(dls.len(), 1);
     let dl = modelbus::dead_letter::DeadLetter::from_record(dls[0].record.clone(), 0, 0).unwrap();
     assert_eq!((dl.attr("dlstage"), dl.attr("dlcode")), ("decode", "invalid_header_name"));
-    assert_eq!(dl.record.header_str(modelbus::event::INVALID_HEADER_NAME), Some(hex::encode(b"bad\xff\xfename").as_str()));
+    assert_eq!(
+        dl.record.header_str(modelbus::event::INVALID_HEADER_NAME),
+        Some(hex::encode(b"bad\xff\xfename").as_str())
+    );
     assert_eq!(dl.record.header_str("bad\u{fffd}\u{fffd}name"), Some("v"), "the name, repaired");
     let offsets = committed(&n.group, &n.input, 4);
     assert_eq!(offsets.iter().filter(|o| **o > 0).sum::<i64>(), 11, "committed past it: {offsets:?}");
 
     // The tools read it without panicking, and show it.
     let cfg = c.config_path.to_str().unwrap();
-    let tail = common::modelbus().args(["tail", &n.input, "--from-beginning", "--count", "1", "--config", cfg]).output().unwrap();
+    let tail = common::modelbus()
+        .args(["tail", &n.input, "--from-beginning", "--count", "1", "--config", cfg])
+        .output()
+        .unwrap();
     assert!(tail.status.success(), "{}", String::from_utf8_lossy(&tail.stderr));
     let list = common::modelbus().args(["dlq", "list", "--config", cfg]).output().unwrap();
     let text = String::from_utf8_lossy(&list.stdout);
@@ -196,7 +210,11 @@ async fn one_record_over_the_limit_fails_alone_and_the_rest_are_written_once() {
     let bus = Bus::open(&c.config).unwrap();
     let topic = format!("{}-out", n.input);
     bus.ensure_topic(&topic, true).await.unwrap();
-    let small = |i: u32| Record { key: Some(format!("k{i}").into_bytes()), headers: Default::default(), value: vec![b'a'; 100] };
+    let small = |i: u32| Record {
+        key: Some(format!("k{i}").into_bytes()),
+        headers: Default::default(),
+        value: vec![b'a'; 100],
+    };
     let mut batch: Vec<Record> = (0..5).map(small).collect();
     batch.insert(2, Record { key: Some(b"big".to_vec()), headers: Default::default(), value: vec![b'b'; 1_200_000] });
     let outcomes = bus.publish_each(&topic, batch).await.expect("the batch as a whole is not refused");

@@ -62,7 +62,8 @@ async fn events_from_the_python_cloudevents_sdk_are_scored_in_every_form() {
     let log = c.dir.path().join("w.log");
     let mut w = common::spawn_worker(&c.config_path, &log);
 
-    let by_id: HashMap<String, &serde_json::Value> = sent.iter().map(|e| (e["id"].as_str().unwrap().to_string(), e)).collect();
+    let by_id: HashMap<String, &serde_json::Value> =
+        sent.iter().map(|e| (e["id"].as_str().unwrap().to_string(), e)).collect();
     let ids: HashSet<String> = by_id.keys().cloned().collect();
     let cause = |d: &modelbus::bus::Delivery| header(d, "ce_causationid");
     let results = kafka::read_covering(&bus, &n.results, &ids, cause, Duration::from_secs(90)).await;
@@ -70,7 +71,16 @@ async fn events_from_the_python_cloudevents_sdk_are_scored_in_every_form() {
     common::signal(&w, libc::SIGTERM);
     assert!(w.wait().unwrap().success());
     let dead = kafka::read_n(&bus, &n.dlq, 1, Duration::from_secs(2)).await;
-    assert!(dead.is_empty(), "nothing is dead-lettered: {:?}", dead.first().map(|d| d.record.headers.iter().map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v))).collect::<Vec<_>>()));
+    assert!(
+        dead.is_empty(),
+        "nothing is dead-lettered: {:?}",
+        dead.first().map(|d| d
+            .record
+            .headers
+            .iter()
+            .map(|(k, v)| format!("{k}={}", String::from_utf8_lossy(v)))
+            .collect::<Vec<_>>())
+    );
 
     let mut seen = HashSet::new();
     for r in &results {

@@ -46,12 +46,27 @@ async fn a_third_party_client_is_scored_in_binary_and_structured_mode() {
     let mut w = common::spawn_worker(&c.config_path, &log);
     assert!(common::wait_for_log(&log, "worker started", Duration::from_secs(60)).await, "worker did not start");
     let brokers = kafka::brokers();
-    let mut sent = ce_client(&["produce", "--brokers", &brokers, "--topic", &n.input, "--mode", "binary", "--count", "20"]);
-    sent.extend(ce_client(&["produce", "--brokers", &brokers, "--topic", &n.input, "--mode", "structured", "--count", "10", "--seed", "7"]));
-    let by_id: HashMap<String, &serde_json::Value> = sent.iter().map(|e| (e["id"].as_str().unwrap().to_string(), e)).collect();
+    let mut sent =
+        ce_client(&["produce", "--brokers", &brokers, "--topic", &n.input, "--mode", "binary", "--count", "20"]);
+    sent.extend(ce_client(&[
+        "produce",
+        "--brokers",
+        &brokers,
+        "--topic",
+        &n.input,
+        "--mode",
+        "structured",
+        "--count",
+        "10",
+        "--seed",
+        "7",
+    ]));
+    let by_id: HashMap<String, &serde_json::Value> =
+        sent.iter().map(|e| (e["id"].as_str().unwrap().to_string(), e)).collect();
     assert_eq!(by_id.len(), 30);
 
-    let results = ce_client(&["consume", "--brokers", &brokers, "--topic", &n.results, "--count", "30", "--timeout", "120"]);
+    let results =
+        ce_client(&["consume", "--brokers", &brokers, "--topic", &n.results, "--count", "30", "--timeout", "120"]);
     common::signal(&w, libc::SIGTERM);
     assert!(w.wait().unwrap().success());
     let mut causes = HashSet::new();
@@ -285,7 +300,11 @@ async fn a_missing_topic_is_refused_by_name_when_creation_is_off() {
     let n = kafka::names("nocreate");
     let c = kafka::claims(&n, "");
     let text = std::fs::read_to_string(&c.config_path).unwrap();
-    std::fs::write(&c.config_path, text.replace("partitions = 4\nsession_timeout", "partitions = 4\ncreate_topics = false\nsession_timeout")).unwrap();
+    std::fs::write(
+        &c.config_path,
+        text.replace("partitions = 4\nsession_timeout", "partitions = 4\ncreate_topics = false\nsession_timeout"),
+    )
+    .unwrap();
     let out = Command::new(common::bin()).args(["run", "--config"]).arg(&c.config_path).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -344,8 +363,16 @@ async fn the_http_endpoint_serves_health_readiness_and_metrics_with_lag() {
     w.wait().unwrap();
     assert_eq!(status, 200);
     assert!(body.contains("modelbus_results_emitted_total{worker=\"claims-risk\"} 50"), "{body}");
-    assert!(body.contains("modelbus_dead_letters_total{worker=\"claims-risk\",stage=\"decode\",reason=\"malformed_json\"} 1"), "{body}");
-    assert!(body.contains(&format!("modelbus_consumer_lag{{worker=\"claims-risk\",topic=\"{}\",partition=", n.input)), "{body}");
+    assert!(
+        body.contains(
+            "modelbus_dead_letters_total{worker=\"claims-risk\",stage=\"decode\",reason=\"malformed_json\"} 1"
+        ),
+        "{body}"
+    );
+    assert!(
+        body.contains(&format!("modelbus_consumer_lag{{worker=\"claims-risk\",topic=\"{}\",partition=", n.input)),
+        "{body}"
+    );
     assert!(body.contains("modelbus_in_flight_events{worker=\"claims-risk\"}"), "{body}");
 }
 
@@ -360,10 +387,15 @@ async fn publish_and_tail_work_against_kafka() {
     // An invalid event is refused before it reaches Kafka.
     let bad = c.dir.path().join("bad.json");
     std::fs::write(&bad, event.replace("120.5", "-3")).unwrap();
-    let refused = Command::new(common::bin()).args(["publish", "--file", bad.to_str().unwrap(), "--config"]).arg(&c.config_path).output().unwrap();
+    let refused = Command::new(common::bin())
+        .args(["publish", "--file", bad.to_str().unwrap(), "--config"])
+        .arg(&c.config_path)
+        .output()
+        .unwrap();
     assert!(!refused.status.success(), "an invalid event is refused");
     let out = run_cli(&["tail", &n.input, "--from-beginning", "--count", "1", "--idle-timeout", "20s"], &c.config_path);
-    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap_or_else(|| panic!("tail printed nothing"))).unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(out.lines().next().unwrap_or_else(|| panic!("tail printed nothing"))).unwrap();
     assert_eq!(line["source"], "/cli-test", "{line}");
     assert_eq!(line["data"]["customer_id"], "C00042", "{line}");
     assert!(line["traceparent"].as_str().is_some_and(|t| t.starts_with("00-")), "generated at publish: {line}");
@@ -400,7 +432,8 @@ async fn a_rebalance_commits_what_was_handled_since_the_last_commit() {
     assert!(common::wait_for_log(&log_b, "rebalance", Duration::from_secs(60)).await);
     bus.publish(&n.input, publish(100)).await.unwrap();
     assert_eq!(ids.len(), 500);
-    stop_and_check_ledger(&bus, &n.results, [a, b], &ids, "nothing A handled before the rebalance was processed again").await;
+    stop_and_check_ledger(&bus, &n.results, [a, b], &ids, "nothing A handled before the rebalance was processed again")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -462,7 +495,10 @@ async fn at_its_in_flight_limit_the_worker_pauses_the_bus_and_resumes_losing_and
 
 /// How many partitions the `field=[...]` list of one `rebalance` log line names.
 fn partitions_in(line: &str, field: &str) -> usize {
-    line.split(&format!("{field}=[")).nth(1).and_then(|r| r.split(']').next()).map_or(0, |r| r.matches("partition:").count())
+    line.split(&format!("{field}=["))
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .map_or(0, |r| r.matches("partition:").count())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -496,7 +532,11 @@ async fn with_cooperative_rebalancing_a_joining_worker_takes_only_its_share_and_
     let log_b = c.dir.path().join("b.log");
     let b = common::spawn_worker(&c.config_path, &log_b);
     let revoked_line = || {
-        std::fs::read_to_string(&log_a).unwrap_or_default().lines().find(|l| l.contains("rebalance") && partitions_in(l, "revoked") > 0).map(str::to_string)
+        std::fs::read_to_string(&log_a)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("rebalance") && partitions_in(l, "revoked") > 0)
+            .map(str::to_string)
     };
     assert!(
         common::wait_until(Duration::from_secs(60), || async { revoked_line().is_some() }).await,
@@ -515,7 +555,14 @@ async fn with_cooperative_rebalancing_a_joining_worker_takes_only_its_share_and_
     // Both keep working: every later event is scored once, on either member.
     bus.publish(&n.input, publish(400)).await.unwrap();
     assert_eq!(ids.len(), 800);
-    stop_and_check_ledger(&bus, &n.results, [a, b], &ids, "nothing was processed twice across the cooperative rebalance").await;
+    stop_and_check_ledger(
+        &bus,
+        &n.results,
+        [a, b],
+        &ids,
+        "nothing was processed twice across the cooperative rebalance",
+    )
+    .await;
     let b_text = std::fs::read_to_string(&log_b).unwrap_or_default();
     assert!(b_text.contains("partition:"), "B was assigned partitions:\n{b_text}");
 }
@@ -543,7 +590,9 @@ async fn the_kafka_benchmark_reports_modelbus_the_client_floor_and_python() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no CPU figure in `{line}`"))
     };
-    for row in ["modelbus on Kafka (one core)", "Kafka client alone (no processing)", "Python: confluent-kafka + onnxruntime"] {
+    for row in
+        ["modelbus on Kafka (one core)", "Kafka client alone (no processing)", "Python: confluent-kafka + onnxruntime"]
+    {
         let cpu = number_after(row);
         assert!(cpu.is_finite() && cpu > 0.0, "`{row}` reports {cpu} µs/event:\n{text}");
     }
@@ -558,7 +607,18 @@ async fn the_paced_kafka_benchmark_reports_latency_of_both_workers() {
     // Only that both workers answer every event and the figures are
     // reported; the figures themselves are for the README and closing notes.
     let out = Command::new(common::bin())
-        .args(["bench", "--kafka", &kafka::brokers(), "--paced", "--rate", "200", "--duration", "3s", "--fetch-wait-ms", "10"])
+        .args([
+            "bench",
+            "--kafka",
+            &kafka::brokers(),
+            "--paced",
+            "--rate",
+            "200",
+            "--duration",
+            "3s",
+            "--fetch-wait-ms",
+            "10",
+        ])
         .arg("--python")
         .arg(python())
         .current_dir(env!("CARGO_MANIFEST_DIR"))

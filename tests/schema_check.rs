@@ -51,10 +51,30 @@ fn each_incompatible_change_is_refused_with_rule_and_path() {
     type Case = (&'static str, Box<dyn Fn(&mut Value)>, &'static str, &'static str);
     let cases: Vec<Case> = vec![
         ("required_added", Box::new(|v| v["required"] = json!(["claim_id", "amount"])), "REQUIRED", "#/"),
-        ("type_narrowed", Box::new(|v| v["properties"]["amount"]["type"] = json!("integer")), "TYPE_NARROWED", "#/properties/amount"),
-        ("type_changed", Box::new(|v| v["properties"]["amount"]["type"] = json!("string")), "TYPE_CHANGED", "#/properties/amount"),
-        ("enum_narrowed", Box::new(|v| v["properties"]["channel"]["enum"] = json!(["web"])), "ENUM_ARRAY_NARROWED", "#/properties/channel"),
-        ("max_length_decreased", Box::new(|v| v["properties"]["claim_id"]["maxLength"] = json!(10)), "MAX_LENGTH_DECREASED", "#/properties/claim_id"),
+        (
+            "type_narrowed",
+            Box::new(|v| v["properties"]["amount"]["type"] = json!("integer")),
+            "TYPE_NARROWED",
+            "#/properties/amount",
+        ),
+        (
+            "type_changed",
+            Box::new(|v| v["properties"]["amount"]["type"] = json!("string")),
+            "TYPE_CHANGED",
+            "#/properties/amount",
+        ),
+        (
+            "enum_narrowed",
+            Box::new(|v| v["properties"]["channel"]["enum"] = json!(["web"])),
+            "ENUM_ARRAY_NARROWED",
+            "#/properties/channel",
+        ),
+        (
+            "max_length_decreased",
+            Box::new(|v| v["properties"]["claim_id"]["maxLength"] = json!(10)),
+            "MAX_LENGTH_DECREASED",
+            "#/properties/claim_id",
+        ),
         (
             "property_removed_closed",
             Box::new(|v| {

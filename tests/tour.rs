@@ -58,9 +58,18 @@ fn the_five_minute_tour_works_as_written() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let all = format!("{stdout}\n--- stderr ---\n{stderr}");
     assert!(stdout.contains("modelbus.toml: ok"), "validate passed:\n{all}");
-    assert!(stdout.contains("\"type\":\"RiskScored\"") || stdout.contains("RiskScored"), "tail showed a result:\n{all}");
+    assert!(
+        stdout.contains("\"type\":\"RiskScored\"") || stdout.contains("RiskScored"),
+        "tail showed a result:\n{all}"
+    );
     assert!(stdout.contains("features") && stdout.contains("decode"), "dlq list shows both dead letters:\n{all}");
     assert!(stdout.contains("\"dead_letter\""), "dlq show printed one:\n{all}");
-    assert!(stdout.contains("would replay") && stdout.contains("dry run: 1 replayed"), "the replay step finds it:\n{all}");
-    assert!(stderr.contains("amount") || stdout.contains("amount"), "the invalid claim was refused with its reason:\n{all}");
+    assert!(
+        stdout.contains("would replay") && stdout.contains("dry run: 1 replayed"),
+        "the replay step finds it:\n{all}"
+    );
+    assert!(
+        stderr.contains("amount") || stdout.contains("amount"),
+        "the invalid claim was refused with its reason:\n{all}"
+    );
 }

@@ -114,7 +114,10 @@ async fn two_processes_split_work_and_survive_a_kill() {
     // Phase 1: both alive. No event may be processed by both.
     let first = paced_publish(&bus, 1, 1000, 500, |_| true).await;
     let bus2 = &bus;
-    assert!(common::wait_until(Duration::from_secs(30), || async move { common::count(bus2, "risk-scored").await >= 1000 }).await);
+    assert!(
+        common::wait_until(Duration::from_secs(30), || async move { common::count(bus2, "risk-scored").await >= 1000 })
+            .await
+    );
     let r1 = results(&bus).await;
     assert_eq!(check_ledger(&first, &r1), 0, "with both workers alive, no event is processed twice");
     let la = std::fs::read_to_string(&log_a).unwrap();

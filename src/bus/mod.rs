@@ -86,7 +86,9 @@ impl Classify for BusError {
             BusError::Injected(class, _) => *class,
             // Brokers down, leaders moving, timeouts: retry.
             BusError::Kafka { .. } => ErrorClass::Transient,
-            BusError::MissingTopic(_) | BusError::CreateTopic { .. } | BusError::KafkaConfig { .. } => ErrorClass::Fatal,
+            BusError::MissingTopic(_) | BusError::CreateTopic { .. } | BusError::KafkaConfig { .. } => {
+                ErrorClass::Fatal
+            }
             BusError::NoSuchTopic(_) | BusError::BadPartition { .. } => ErrorClass::Permanent,
             // A store that fails for any other reason (disk gone, corrupt file)
             // cannot be trusted with the group's position.
@@ -213,10 +215,9 @@ pub enum Bus {
 impl Bus {
     pub fn open(config: &Config) -> Result<Bus, BusError> {
         match config.bus.kind {
-            BusKind::Embedded => Ok(Bus::Embedded(embedded::EmbeddedBus::open(
-                &config.data_dir,
-                config.bus.embedded.clone(),
-            )?)),
+            BusKind::Embedded => {
+                Ok(Bus::Embedded(embedded::EmbeddedBus::open(&config.data_dir, config.bus.embedded.clone())?))
+            }
             BusKind::Kafka => Ok(Bus::Kafka(Box::new(kafka::KafkaBus::open(config.bus.kafka.clone())?))),
         }
     }

@@ -169,7 +169,8 @@ impl fmt::Display for Position {
 /// original event's `id` (its `ce_id`, null when it had none) and the
 /// dead letter's `position` (for `show`).
 fn list_json(at: &Position, d: &DeadLetter) -> Value {
-    let mut line: serde_json::Map<String, Value> = d.attrs.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
+    let mut line: serde_json::Map<String, Value> =
+        d.attrs.iter().map(|(k, v)| (k.clone(), Value::from(v.as_str()))).collect();
     line.insert("id".into(), d.record.header_str("ce_id").into());
     line.insert("position".into(), at.to_string().into());
     Value::Object(line)
@@ -180,7 +181,8 @@ async fn dead_letter_at(bus: &Bus, at: &Position) -> anyhow::Result<DeadLetter> 
     let Some(d) = bus.read_at(&at.topic, at.partition, at.offset).await? else {
         bail!("no record at {at}");
     };
-    DeadLetter::from_record(d.record, d.tp.partition, d.offset).with_context(|| format!("the record at {at} is not a dead letter"))
+    DeadLetter::from_record(d.record, d.tp.partition, d.offset)
+        .with_context(|| format!("the record at {at} is not a dead letter"))
 }
 
 /// The dead letter with this `dlid`, from a scan of every dead-letter topic
@@ -278,8 +280,12 @@ pub async fn dlq(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
             for (topic, max) in topics.iter().filter(|(t, _)| existing.contains(t)) {
                 // Only the groups this config dead-letters to `topic` may be
                 // replayed to, whatever a dead letter's `dlgroup` says.
-                let groups =
-                    config.workers.iter().filter(|w| &w.dead_letter_topic() == topic).map(|w| w.group().to_string()).collect();
+                let groups = config
+                    .workers
+                    .iter()
+                    .filter(|w| &w.dead_letter_topic() == topic)
+                    .map(|w| w.group().to_string())
+                    .collect();
                 let opts = ReplayOptions { filter: filter.clone(), dry_run, rate, max_replays: *max, groups };
                 let report = replay(&bus, topic, &opts).await?;
                 for (id, target) in &report.replayed {

@@ -54,7 +54,10 @@ fn mark_closed(e: io::Error) -> io::Error {
 pub fn is_closed(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
         cause.is::<StdoutClosed>()
-            || cause.downcast_ref::<io::Error>().and_then(io::Error::get_ref).is_some_and(|inner| inner.is::<StdoutClosed>())
+            || cause
+                .downcast_ref::<io::Error>()
+                .and_then(io::Error::get_ref)
+                .is_some_and(|inner| inner.is::<StdoutClosed>())
     })
 }
 

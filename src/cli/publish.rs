@@ -70,7 +70,10 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<ExitCode> {
     };
     let mut input = open_input(args.file.as_deref())?;
     let mut parser = match args.raw {
-        true => Parser::Raw(RawShape { key: args.key.as_ref().map(|k| k.as_bytes().to_vec()), headers: raw_headers(&args.headers)? }),
+        true => Parser::Raw(RawShape {
+            key: args.key.as_ref().map(|k| k.as_bytes().to_vec()),
+            headers: raw_headers(&args.headers)?,
+        }),
         false => Parser::Json { registry: SchemaRegistry::load(&config.schemas)?, documents: Documents::default() },
     };
     let mut sender = Sender::new(Bus::open(&config)?, topic, &args);

@@ -94,10 +94,7 @@ pub fn load_partial(text: &str, base: &Path) -> (Option<Config>, Vec<ConfigError
 /// Messages quote offending values (`got "..."`, `invalid type: string
 /// "..."`); one that came from the environment is shown as `${NAME}`.
 fn scrub(errors: Vec<ConfigError>, secrets: &Secrets) -> Vec<ConfigError> {
-    errors
-        .into_iter()
-        .map(|e| ConfigError { message: secrets.scrub(&e.message).into_owned(), path: e.path })
-        .collect()
+    errors.into_iter().map(|e| ConfigError { message: secrets.scrub(&e.message).into_owned(), path: e.path }).collect()
 }
 
 /// Replaces `${NAME}` in every string with the environment variable NAME,

@@ -331,9 +331,7 @@ impl WorkerConfig {
     pub fn max_payload_bytes(&self, bus: &BusConfig) -> usize {
         self.max_payload_bytes.unwrap_or_else(|| match bus.kind {
             BusKind::Embedded => DEFAULT_MAX_PAYLOAD_BYTES,
-            BusKind::Kafka => {
-                bus.kafka.max_record_bytes().saturating_sub(crate::dead_letter::MAX_HEADER_BYTES)
-            }
+            BusKind::Kafka => bus.kafka.max_record_bytes().saturating_sub(crate::dead_letter::MAX_HEADER_BYTES),
         })
     }
 

@@ -27,10 +27,7 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
         }
     }
     if c.bus.embedded.heartbeat_interval >= c.bus.embedded.session_timeout {
-        err(
-            "bus.embedded.heartbeat_interval".into(),
-            "must be shorter than bus.embedded.session_timeout".into(),
-        );
+        err("bus.embedded.heartbeat_interval".into(), "must be shorter than bus.embedded.session_timeout".into());
     }
     if c.bus.kind == super::BusKind::Kafka {
         let k = &c.bus.kafka;
@@ -51,10 +48,17 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
         if k.max_record_bytes() <= MAX_HEADER_BYTES {
             err(
                 "bus.kafka.properties.\"message.max.bytes\"".into(),
-                format!("must be well above {} bytes: a dead letter's attributes alone take up to {MAX_HEADER_BYTES}", MAX_HEADER_BYTES + 1024),
+                format!(
+                    "must be well above {} bytes: a dead letter's attributes alone take up to {MAX_HEADER_BYTES}",
+                    MAX_HEADER_BYTES + 1024
+                ),
             );
         }
-        let tables = [("properties", &k.properties), ("producer_properties", &k.producer_properties), ("consumer_properties", &k.consumer_properties)];
+        let tables = [
+            ("properties", &k.properties),
+            ("producer_properties", &k.producer_properties),
+            ("consumer_properties", &k.consumer_properties),
+        ];
         for (table, props) in tables {
             for key in props.keys() {
                 if crate::bus::kafka::OWNED_PROPERTIES.contains(&key.as_str()) {
@@ -78,10 +82,7 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             }
         }
         if m.runtime == super::Runtime::Ort && !cfg!(feature = "ort") {
-            err(
-                format!("models.{name}.runtime"),
-                "`ort` needs modelbus built with the `ort` Cargo feature".into(),
-            );
+            err(format!("models.{name}.runtime"), "`ort` needs modelbus built with the `ort` Cargo feature".into());
         }
     }
     let mut names = BTreeSet::new();
@@ -150,10 +151,13 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             Some(n) => {
                 // The dead letter of a record this large must still fit the bus.
                 let (limit, what) = match c.bus.kind {
-                    super::BusKind::Embedded => (crate::bus::embedded::MAX_RECORD_BYTES, "the embedded bus's record limit".to_string()),
-                    super::BusKind::Kafka => {
-                        (c.bus.kafka.max_record_bytes(), format!("message.max.bytes ({}) less framing", c.bus.kafka.message_max_bytes()))
+                    super::BusKind::Embedded => {
+                        (crate::bus::embedded::MAX_RECORD_BYTES, "the embedded bus's record limit".to_string())
                     }
+                    super::BusKind::Kafka => (
+                        c.bus.kafka.max_record_bytes(),
+                        format!("message.max.bytes ({}) less framing", c.bus.kafka.message_max_bytes()),
+                    ),
                 };
                 let most = limit.saturating_sub(MAX_HEADER_BYTES);
                 if n > most {
@@ -194,7 +198,5 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
 }
 
 pub fn is_identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !s.as_bytes()[0].is_ascii_digit()
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') && !s.as_bytes()[0].is_ascii_digit()
 }

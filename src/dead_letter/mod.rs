@@ -138,9 +138,8 @@ fn wire_size(r: &Record) -> usize {
 pub fn envelope(original: &Record, f: &Failure, o: &Origin, limit: usize) -> Record {
     let mut rec = original.clone();
     rec.headers.retain(|k, _| !k.starts_with("ce_dl"));
-    let mut set = |name: &str, v: &str| {
-        rec.headers.push(&format!("{CE_PREFIX}{name}"), truncate(v, cap_of(name)).as_bytes())
-    };
+    let mut set =
+        |name: &str, v: &str| rec.headers.push(&format!("{CE_PREFIX}{name}"), truncate(v, cap_of(name)).as_bytes());
     set("dlid", &dlid(o.tp, o.offset, o.group));
     set("dlstage", f.stage.as_str());
     set("dlclass", f.class.as_str());
@@ -171,13 +170,16 @@ fn cut_to_fit(rec: &mut Record, limit: usize) {
     use sha2::{Digest, Sha256};
     let value = std::mem::take(&mut rec.value);
     let sha = hex::encode(Sha256::digest(&value));
-    for (name, v) in [("dltruncated", "true".to_string()), ("dloriginalsize", value.len().to_string()), ("dlsha256", sha)] {
+    for (name, v) in
+        [("dltruncated", "true".to_string()), ("dloriginalsize", value.len().to_string()), ("dlsha256", sha)]
+    {
         rec.headers.push(&format!("{CE_PREFIX}{name}"), v.as_bytes());
     }
     // Headers that are not the failure's own, largest burden last: drop
     // them from the end until the rest fits (only for absurd headers).
     while wire_size(rec) > limit {
-        let last_foreign = rec.headers.iter().enumerate().filter(|(_, (k, _))| !k.starts_with("ce_dl")).map(|(i, _)| i).last();
+        let last_foreign =
+            rec.headers.iter().enumerate().filter(|(_, (k, _))| !k.starts_with("ce_dl")).map(|(i, _)| i).last();
         let Some(drop) = last_foreign else { break };
         let mut i = 0;
         rec.headers.retain(|_, _| {
@@ -272,11 +274,8 @@ impl DeadLetter {
     /// text when it is UTF-8 (else hex), so even garbage can be inspected.
     pub fn to_json(&self) -> Value {
         let orig = self.original();
-        let headers: BTreeMap<String, String> = orig
-            .headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned()))
-            .collect();
+        let headers: BTreeMap<String, String> =
+            orig.headers.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v).into_owned())).collect();
         let value = match std::str::from_utf8(&orig.value) {
             Ok(s) => serde_json::from_str::<Value>(s).unwrap_or_else(|_| Value::String(s.to_string())),
             Err(_) => json!({ "hex": hex::encode(&orig.value) }),
@@ -318,7 +317,11 @@ mod tests {
 
     #[test]
     fn envelope_keeps_original_bytes_and_is_deterministic() {
-        let orig = Record { key: Some(b"k".to_vec()), headers: crate::event::Headers::from_pairs([("x", [0xff])]), value: b"\x00garbage".to_vec() };
+        let orig = Record {
+            key: Some(b"k".to_vec()),
+            headers: crate::event::Headers::from_pairs([("x", [0xff])]),
+            value: b"\x00garbage".to_vec(),
+        };
         let tp = TopicPartition { topic: "claims".into(), partition: 2 };
         let now = Utc::now();
         let f = Failure {
@@ -362,7 +365,8 @@ mod tests {
         let tp = TopicPartition { topic: long.clone().into(), partition: u32::MAX };
         let o = Origin { worker: &long, group: &long, model: &long, model_version: &long, tp: &tp, offset: u64::MAX };
         let dl = envelope(&orig, &failure("é".repeat(10_000)), &o, 1 << 20);
-        let dl_bytes: usize = dl.headers.iter().filter(|(k, _)| k.starts_with("ce_dl")).map(|(k, v)| k.len() + v.len()).sum();
+        let dl_bytes: usize =
+            dl.headers.iter().filter(|(k, _)| k.starts_with("ce_dl")).map(|(k, v)| k.len() + v.len()).sum();
         assert!(dl_bytes <= MAX_HEADER_BYTES, "{dl_bytes} > {MAX_HEADER_BYTES}");
         for (k, v) in dl.headers.iter() {
             if let Some(name) = k.strip_prefix("ce_") {

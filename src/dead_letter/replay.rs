@@ -97,12 +97,17 @@ pub async fn replay(bus: &Bus, dlq_topic: &str, opts: &ReplayOptions) -> Result<
             }
             let group = dl.attr("dlgroup");
             if !opts.groups.iter().any(|g| g == group) {
-                let why = format!("its group `{group}` is not a group of this config that dead-letters to `{dlq_topic}`");
+                let why =
+                    format!("its group `{group}` is not a group of this config that dead-letters to `{dlq_topic}`");
                 report.refused_other.push((id, why));
                 continue;
             }
             if dl.truncated() {
-                let why = format!("its value was cut to fit the bus ({} of {} bytes kept)", dl.record.value.len(), dl.attr("dloriginalsize"));
+                let why = format!(
+                    "its value was cut to fit the bus ({} of {} bytes kept)",
+                    dl.record.value.len(),
+                    dl.attr("dloriginalsize")
+                );
                 report.refused_other.push((id, why));
                 continue;
             }
@@ -116,7 +121,11 @@ pub async fn replay(bus: &Bus, dlq_topic: &str, opts: &ReplayOptions) -> Result<
             let target = format!("{group}.replay");
             if !opts.dry_run {
                 bus.publish(&target, vec![original]).await?;
-                let mark = Record { key: Some(id.as_bytes().to_vec()), headers: Default::default(), value: target.as_bytes().to_vec() };
+                let mark = Record {
+                    key: Some(id.as_bytes().to_vec()),
+                    headers: Default::default(),
+                    value: target.as_bytes().to_vec(),
+                };
                 bus.publish(&ledger, vec![mark]).await?;
                 if let Some(p) = pause {
                     tokio::time::sleep(p).await;

@@ -410,7 +410,12 @@ mod tests {
     #[test]
     fn roundtrip_bytes_and_order() {
         let long = vec![b'x'; 300];
-        let h = Headers::from_pairs([("ce_id", &b"1"[..]), ("bin", &[0xff, 0, 1][..]), ("ce_id", b"2"), ("ce_tracestate", &long)]);
+        let h = Headers::from_pairs([
+            ("ce_id", &b"1"[..]),
+            ("bin", &[0xff, 0, 1][..]),
+            ("ce_id", b"2"),
+            ("ce_tracestate", &long),
+        ]);
         assert_eq!(h.len(), 4);
         assert_eq!(h.get("ce_id"), Some(&b"1"[..]), "first of a repeated name");
         assert_eq!(h.get("bin"), Some(&[0xff, 0, 1][..]));
@@ -419,7 +424,10 @@ mod tests {
         let back = Headers::from_bytes(h.as_bytes().to_vec());
         assert_eq!(back, h);
         let pairs: Vec<_> = back.iter().collect();
-        assert_eq!(pairs, vec![("ce_id", &b"1"[..]), ("bin", &[0xff, 0, 1][..]), ("ce_id", &b"2"[..]), ("ce_tracestate", &long[..])]);
+        assert_eq!(
+            pairs,
+            vec![("ce_id", &b"1"[..]), ("bin", &[0xff, 0, 1][..]), ("ce_id", &b"2"[..]), ("ce_tracestate", &long[..])]
+        );
     }
 
     #[test]
@@ -436,7 +444,11 @@ mod tests {
             assert_eq!(code_of(name) as usize, i + 1, "code_of agrees with WELL_KNOWN for {name}");
         }
         assert_eq!(code_of("ce_unknown"), 0);
-        assert_eq!(WELL_KNOWN.iter().collect::<std::collections::HashSet<_>>().len(), WELL_KNOWN.len(), "no name twice");
+        assert_eq!(
+            WELL_KNOWN.iter().collect::<std::collections::HashSet<_>>().len(),
+            WELL_KNOWN.len(),
+            "no name twice"
+        );
     }
 
     #[test]
@@ -463,7 +475,10 @@ mod tests {
     fn format1_buffers_are_read_and_re_encoded() {
         let old = format1(&[(b"ce_id", b"1"), (b"x-custom", &[0xff]), (b"ce_id", b"2")]);
         let h = Headers::from_bytes(old);
-        assert_eq!(h.iter().collect::<Vec<_>>(), vec![("ce_id", &b"1"[..]), ("x-custom", &[0xff][..]), ("ce_id", &b"2"[..])]);
+        assert_eq!(
+            h.iter().collect::<Vec<_>>(),
+            vec![("ce_id", &b"1"[..]), ("x-custom", &[0xff][..]), ("ce_id", &b"2"[..])]
+        );
         assert!(h.as_bytes().starts_with(&MAGIC));
         assert_eq!(h, Headers::from_pairs([("ce_id", &b"1"[..]), ("x-custom", &[0xff][..]), ("ce_id", &b"2"[..])]));
     }

@@ -50,7 +50,12 @@ fn columns(conn: &Connection, store: &str) -> rusqlite::Result<Vec<String>> {
 impl EmbeddedStore {
     /// `cache_entries` and `cache_bytes` bound the in-memory row cache
     /// (`cache_entries = 0`: none).
-    pub fn open(name: &str, data_dir: &Path, cache_entries: usize, cache_bytes: usize) -> Result<EmbeddedStore, FeatureError> {
+    pub fn open(
+        name: &str,
+        data_dir: &Path,
+        cache_entries: usize,
+        cache_bytes: usize,
+    ) -> Result<EmbeddedStore, FeatureError> {
         Ok(EmbeddedStore {
             name: name.to_string(),
             conn: Arc::new(Mutex::new(open_conn(data_dir, name)?)),
@@ -61,8 +66,8 @@ impl EmbeddedStore {
 
     pub async fn prepare(&self, features: &[String]) -> Result<(), FeatureError> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let cols = columns(&conn, &self.name)
-            .map_err(|source| FeatureError::Store { store: self.name.clone(), source })?;
+        let cols =
+            columns(&conn, &self.name).map_err(|source| FeatureError::Store { store: self.name.clone(), source })?;
         if cols.is_empty() {
             return Err(FeatureError::NotLoaded(self.name.clone()));
         }
@@ -133,7 +138,9 @@ impl EmbeddedStore {
             let mut rows = st.query([Rc::new(missing)]).map_err(err)?;
             while let Some(r) = rows.next().map_err(err)? {
                 let at = match r.get_ref(0).map_err(err)? {
-                    rusqlite::types::ValueRef::Text(t) => std::str::from_utf8(t).ok().and_then(|k| first.get(k)).copied(),
+                    rusqlite::types::ValueRef::Text(t) => {
+                        std::str::from_utf8(t).ok().and_then(|k| first.get(k)).copied()
+                    }
                     _ => None,
                 };
                 let Some(at) = at else { continue };
@@ -228,9 +235,8 @@ pub fn load_csv(data_dir: &Path, name: &str, csv_path: &Path) -> Result<usize, F
     let placeholders = vec!["?"; cols.len()].join(", ");
     let mut n = 0;
     {
-        let mut ins = tx
-            .prepare(&format!("INSERT OR REPLACE INTO {} VALUES ({placeholders})", table(name)))
-            .map_err(err)?;
+        let mut ins =
+            tx.prepare(&format!("INSERT OR REPLACE INTO {} VALUES ({placeholders})", table(name))).map_err(err)?;
         for (line, row) in rdr.records().enumerate() {
             let row = row.map_err(|e| bad(e.to_string()))?;
             if row.len() != headers.len() {

@@ -78,7 +78,12 @@ pub enum FeatureStore {
 impl FeatureStore {
     pub fn open(name: &str, cfg: &FeatureStoreConfig, data_dir: &Path) -> Result<FeatureStore, FeatureError> {
         match cfg.kind {
-            FeatureStoreKind::Embedded => Ok(FeatureStore::Embedded(embedded::EmbeddedStore::open(name, data_dir, cfg.cache_entries, cfg.cache_bytes)?)),
+            FeatureStoreKind::Embedded => Ok(FeatureStore::Embedded(embedded::EmbeddedStore::open(
+                name,
+                data_dir,
+                cfg.cache_entries,
+                cfg.cache_bytes,
+            )?)),
         }
     }
 

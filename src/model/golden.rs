@@ -51,10 +51,8 @@ pub fn check(model: &Model, path: &Path) -> Result<f64, ModelError> {
     let outputs = model.run(inputs).map_err(|e| fail(e.to_string()))?;
     let mut worst = 0f64;
     for (name, expected) in &golden.outputs {
-        let out = outputs
-            .iter()
-            .find(|o| &o.name == name)
-            .ok_or_else(|| fail(format!("model has no output `{name}`")))?;
+        let out =
+            outputs.iter().find(|o| &o.name == name).ok_or_else(|| fail(format!("model has no output `{name}`")))?;
         if out.data.len() != expected.data.len() {
             return Err(fail(format!(
                 "output `{name}` has {} values, golden has {}",

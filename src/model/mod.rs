@@ -147,8 +147,11 @@ impl Model {
         if !cfg.path.exists() {
             return Err(ModelError::Missing { name: name.into(), path });
         }
-        let bytes = std::fs::read(&cfg.path)
-            .map_err(|e| ModelError::Unreadable { name: name.into(), path: path.clone(), reason: e.to_string() })?;
+        let bytes = std::fs::read(&cfg.path).map_err(|e| ModelError::Unreadable {
+            name: name.into(),
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if let Some(expected) = &cfg.sha256 {
             if !expected.eq_ignore_ascii_case(&sha256) {
@@ -231,7 +234,6 @@ impl Model {
             Backend::Ort(m) => &m.outputs,
         }
     }
-
 
     pub fn check_golden(&self, path: &Path) -> Result<f64, ModelError> {
         golden::check(self, path)

@@ -44,7 +44,8 @@ impl TractModel {
             }
             let width = dims[1]
                 .concretize()
-                .and_then(|d| d.to_i64().ok()).map(|v| v as usize)
+                .and_then(|d| d.to_i64().ok())
+                .map(|v| v as usize)
                 .ok_or_else(|| format!("input `{name}` has no fixed feature width"))?;
             model
                 .set_input_fact(i, InferenceFact::dt_shape(dt, tvec![n.to_dim(), width.to_dim()]))
@@ -57,10 +58,7 @@ impl TractModel {
             .iter()
             .map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone()))
             .collect();
-        let plan = model
-            .into_optimized()
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| format!("{e:#}"))?;
+        let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| format!("{e:#}"))?;
         Ok(TractModel { plan, inputs, outputs, has_tree_ensemble })
     }
 

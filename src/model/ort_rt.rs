@@ -7,9 +7,9 @@
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
-use tract_onnx::prelude::Framework as _;
 use ort::session::{builder::GraphOptimizationLevel, Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
+use tract_onnx::prelude::Framework as _;
 
 use super::{InputSpec, InputType, ModelError, Output, TensorInput};
 

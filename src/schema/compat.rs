@@ -281,24 +281,15 @@ impl Compatibility {
     }
 
     fn backward(self) -> bool {
-        matches!(
-            self,
-            Self::Backward | Self::Full | Self::BackwardTransitive | Self::FullTransitive
-        )
+        matches!(self, Self::Backward | Self::Full | Self::BackwardTransitive | Self::FullTransitive)
     }
 
     fn forward(self) -> bool {
-        matches!(
-            self,
-            Self::Forward | Self::Full | Self::ForwardTransitive | Self::FullTransitive
-        )
+        matches!(self, Self::Forward | Self::Full | Self::ForwardTransitive | Self::FullTransitive)
     }
 
     fn transitive(self) -> bool {
-        matches!(
-            self,
-            Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive
-        )
+        matches!(self, Self::BackwardTransitive | Self::ForwardTransitive | Self::FullTransitive)
     }
 }
 
@@ -314,16 +305,10 @@ impl FromStr for Compatibility {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let norm = s.trim().to_ascii_lowercase().replace('-', "_");
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == norm)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|c| c.as_str()).collect();
-                format!(
-                    "unknown compatibility {s:?}; expected one of {}",
-                    names.join(", ")
-                )
-            })
+        Self::ALL.into_iter().find(|c| c.as_str() == norm).ok_or_else(|| {
+            let names: Vec<&str> = Self::ALL.iter().map(|c| c.as_str()).collect();
+            format!("unknown compatibility {s:?}; expected one of {}", names.join(", "))
+        })
     }
 }
 
@@ -347,11 +332,8 @@ impl fmt::Display for Incompatibility {
 /// Checks `new` against `previous` (oldest first) under `policy`; empty means compatible.
 pub fn check(policy: Compatibility, previous: &[&Value], new: &Value) -> Vec<Incompatibility> {
     let n = previous.len();
-    let labelled: Vec<(String, &Value)> = previous
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (format!("previous schema {} of {n}", i + 1), *v))
-        .collect();
+    let labelled: Vec<(String, &Value)> =
+        previous.iter().enumerate().map(|(i, v)| (format!("previous schema {} of {n}", i + 1), *v)).collect();
     check_labelled(policy, &labelled, new)
 }
 
@@ -365,11 +347,7 @@ pub(crate) fn check_labelled(
     if policy == Compatibility::None {
         return Vec::new();
     }
-    let against = if policy.transitive() {
-        previous
-    } else {
-        &previous[previous.len().saturating_sub(1)..]
-    };
+    let against = if policy.transitive() { previous } else { &previous[previous.len().saturating_sub(1)..] };
     let mut out = Vec::new();
     for (label, old) in against {
         if policy.backward() {
@@ -387,11 +365,7 @@ pub(crate) fn check_labelled(
 fn report(out: &mut Vec<Incompatibility>, diffs: Vec<rules::Diff>, context: &str) {
     for d in diffs.into_iter().filter(|d| !is_compatible_change(d.rule)) {
         let message = format!("{context}: {}", explain::explain(d.rule));
-        out.push(Incompatibility {
-            rule: d.rule,
-            path: d.path,
-            message,
-        });
+        out.push(Incompatibility { rule: d.rule, path: d.path, message });
     }
 }
 
@@ -399,8 +373,5 @@ fn report(out: &mut Vec<Incompatibility>, diffs: Vec<rules::Diff>, context: &str
 /// the writer schema `original` to the reader schema `update`. For
 /// diagnostics (`schema check --verbose`) and tests.
 pub fn differences(original: &Value, update: &Value) -> Vec<(&'static str, String)> {
-    rules::diff(original, update)
-        .into_iter()
-        .map(|d| (d.rule, d.path))
-        .collect()
+    rules::diff(original, update).into_iter().map(|d| (d.rule, d.path)).collect()
 }

@@ -72,11 +72,7 @@ pub enum SchemaError {
     #[error("unknown event type {event_type:?}: the registry has no schema for it")]
     UnknownEventType { event_type: String },
     #[error("event type {event_type} has no schema version {version} (it has {known})")]
-    UnknownVersion {
-        event_type: String,
-        version: u32,
-        known: String,
-    },
+    UnknownVersion { event_type: String, version: u32, known: String },
     #[error("cannot load schema {}: {reason}", .path.display())]
     Load { path: PathBuf, reason: String },
 }
@@ -88,10 +84,7 @@ fn fmt_tail(more: usize, also_tried: &[u32]) -> String {
     }
     if !also_tried.is_empty() {
         let v: Vec<String> = also_tried.iter().map(u32::to_string).collect();
-        s.push_str(&format!(
-            "; compatible versions {} did not match either",
-            v.join(", ")
-        ));
+        s.push_str(&format!("; compatible versions {} did not match either", v.join(", ")));
     }
     s
 }
@@ -117,10 +110,7 @@ impl Classify for SchemaError {
 }
 
 fn load_error(path: &Path, reason: impl fmt::Display) -> SchemaError {
-    SchemaError::Load {
-        path: path.to_path_buf(),
-        reason: reason.to_string(),
-    }
+    SchemaError::Load { path: path.to_path_buf(), reason: reason.to_string() }
 }
 
 struct Version {
@@ -139,21 +129,16 @@ struct EventSchemas {
 
 impl EventSchemas {
     fn newest(&self) -> (u32, &Version) {
-        let (n, v) = self
-            .versions
-            .last_key_value()
-            .expect("a loaded type has a version");
+        let (n, v) = self.versions.last_key_value().expect("a loaded type has a version");
         (*n, v)
     }
 
     fn version(&self, event_type: &str, n: u32) -> Result<&Version, SchemaError> {
-        self.versions
-            .get(&n)
-            .ok_or_else(|| SchemaError::UnknownVersion {
-                event_type: event_type.to_owned(),
-                version: n,
-                known: describe_versions(self.versions.keys().copied()),
-            })
+        self.versions.get(&n).ok_or_else(|| SchemaError::UnknownVersion {
+            event_type: event_type.to_owned(),
+            version: n,
+            known: describe_versions(self.versions.keys().copied()),
+        })
     }
 }
 
@@ -195,10 +180,7 @@ impl SchemaRegistry {
         let mut types = BTreeMap::new();
         for path in sorted_entries(dir)? {
             let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else {
-                return Err(load_error(
-                    &path,
-                    "event type directory names must be UTF-8",
-                ));
+                return Err(load_error(&path, "event type directory names must be UTF-8"));
             };
             if name.starts_with('.') || !path.is_dir() {
                 continue;
@@ -210,12 +192,7 @@ impl SchemaRegistry {
 
     /// Validates `data` for `event_type`, against the version `dataschema`
     /// names, else the newest; returns the version that validated.
-    pub fn validate(
-        &self,
-        event_type: &str,
-        dataschema: Option<&str>,
-        data: &Value,
-    ) -> Result<u32, SchemaError> {
+    pub fn validate(&self, event_type: &str, dataschema: Option<&str>, data: &Value) -> Result<u32, SchemaError> {
         let t = self.event_type(event_type)?;
         let (n, v) = match dataschema.and_then(dataschema_version) {
             Some(n) => (n, t.version(event_type, n)?),
@@ -250,21 +227,9 @@ impl SchemaRegistry {
             }
         }
         match first_err {
-            Some(Err(SchemaError::Violation {
-                event_type,
-                version,
-                reasons,
-                more,
-                ..
-            })) => {
+            Some(Err(SchemaError::Violation { event_type, version, reasons, more, .. })) => {
                 let also_tried = t.fallbacks[1..].to_vec();
-                Err(SchemaError::Violation {
-                    event_type,
-                    version,
-                    reasons,
-                    more,
-                    also_tried,
-                })
+                Err(SchemaError::Violation { event_type, version, reasons, more, also_tried })
             }
             Some(other) => other,
             None => unreachable!("fallbacks always holds the newest version"),
@@ -282,10 +247,7 @@ impl SchemaRegistry {
 
     /// The type's versions, oldest first (empty for an unknown type).
     pub fn versions(&self, event_type: &str) -> Vec<u32> {
-        self.types
-            .get(event_type)
-            .map(|t| t.versions.keys().copied().collect())
-            .unwrap_or_default()
+        self.types.get(event_type).map(|t| t.versions.keys().copied().collect()).unwrap_or_default()
     }
 
     pub fn policy(&self, event_type: &str) -> Option<Compatibility> {
@@ -293,11 +255,7 @@ impl SchemaRegistry {
     }
 
     pub fn schema(&self, event_type: &str, version: u32) -> Option<&Value> {
-        self.types
-            .get(event_type)?
-            .versions
-            .get(&version)
-            .map(|v| &v.schema)
+        self.types.get(event_type)?.versions.get(&version).map(|v| &v.schema)
     }
 
     /// The `dataschema` attribute naming a version, relative to the
@@ -323,11 +281,7 @@ impl SchemaRegistry {
     }
 
     fn event_type(&self, event_type: &str) -> Result<&EventSchemas, SchemaError> {
-        self.types
-            .get(event_type)
-            .ok_or_else(|| SchemaError::UnknownEventType {
-                event_type: event_type.to_owned(),
-            })
+        self.types.get(event_type).ok_or_else(|| SchemaError::UnknownEventType { event_type: event_type.to_owned() })
     }
 }
 
@@ -346,12 +300,7 @@ pub fn dataschema_version(dataschema: &str) -> Option<u32> {
     Some(digits.parse().unwrap_or(u32::MAX))
 }
 
-fn check_data(
-    event_type: &str,
-    version: u32,
-    v: &Version,
-    data: &Value,
-) -> Result<u32, SchemaError> {
+fn check_data(event_type: &str, version: u32, v: &Version, data: &Value) -> Result<u32, SchemaError> {
     if v.validator.is_valid(data) {
         return Ok(version);
     }
@@ -368,13 +317,7 @@ fn check_data(
             more += 1;
         }
     }
-    Err(SchemaError::Violation {
-        event_type: event_type.to_owned(),
-        version,
-        reasons,
-        more,
-        also_tried: Vec::new(),
-    })
+    Err(SchemaError::Violation { event_type: event_type.to_owned(), version, reasons, more, also_tried: Vec::new() })
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -410,42 +353,23 @@ fn load_type(dir: &Path) -> Result<EventSchemas, SchemaError> {
         };
         let n = match stem.parse::<u32>() {
             Ok(n) if n >= 1 && n.to_string() == stem => n,
-            _ => {
-                return Err(load_error(
-                    &path,
-                    "schema files must be named by version: 1.json, 2.json, ...",
-                ))
-            }
+            _ => return Err(load_error(&path, "schema files must be named by version: 1.json, 2.json, ...")),
         };
         versions.insert(n, load_version(&path)?);
     }
     if versions.is_empty() {
-        return Err(load_error(
-            dir,
-            "no schema versions (expected 1.json, 2.json, ...)",
-        ));
+        return Err(load_error(dir, "no schema versions (expected 1.json, 2.json, ...)"));
     }
     let fallbacks = fallbacks(policy, &versions);
-    Ok(EventSchemas {
-        policy,
-        versions,
-        fallbacks,
-    })
+    Ok(EventSchemas { policy, versions, fallbacks })
 }
 
 fn load_policy(path: &Path) -> Result<Compatibility, SchemaError> {
     let text = fs::read_to_string(path).map_err(|e| load_error(path, e))?;
-    let words: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .collect();
+    let words: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
     match words.as_slice() {
         [one] => one.parse().map_err(|e| load_error(path, e)),
-        _ => Err(load_error(
-            path,
-            "expected one compatibility policy, e.g. `backward`",
-        )),
+        _ => Err(load_error(path, "expected one compatibility policy, e.g. `backward`")),
     }
 }
 
@@ -454,8 +378,7 @@ const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 
 fn load_version(path: &Path) -> Result<Version, SchemaError> {
     let text = fs::read_to_string(path).map_err(|e| load_error(path, e))?;
-    let schema: Value =
-        serde_json::from_str(&text).map_err(|e| load_error(path, format!("not JSON: {e}")))?;
+    let schema: Value = serde_json::from_str(&text).map_err(|e| load_error(path, format!("not JSON: {e}")))?;
     // Another draft's keywords mean other things (`items` as a tuple,
     // `definitions`); validating it as 2020-12 would silently check the wrong thing.
     if let Some(declared) = schema.get("$schema") {
@@ -466,8 +389,8 @@ fn load_version(path: &Path) -> Result<Version, SchemaError> {
             ));
         }
     }
-    let validator = jsonschema::draft202012::new(&schema)
-        .map_err(|e| load_error(path, format!("invalid JSON Schema: {e}")))?;
+    let validator =
+        jsonschema::draft202012::new(&schema).map_err(|e| load_error(path, format!("invalid JSON Schema: {e}")))?;
     Ok(Version { schema, validator })
 }
 

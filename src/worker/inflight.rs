@@ -107,7 +107,13 @@ impl InFlight {
             None => self.parts.entry(d.tp.clone()).or_default(),
         };
         let offset = d.offset;
-        let slot = Slot { delivery: d, state: SlotState::Waiting { due: None }, attempts, attempts_dirty: false, received: now };
+        let slot = Slot {
+            delivery: d,
+            state: SlotState::Waiting { due: None },
+            attempts,
+            attempts_dirty: false,
+            received: now,
+        };
         // A re-fetch after a seek may repeat what is already here.
         if slots.insert(offset, slot) {
             self.len += 1;
@@ -200,7 +206,12 @@ impl InFlight {
                 self.len -= 1;
                 next = Some(off + 1);
                 if let SlotState::Done { dead_letter: Some((topic, record)) } = slot.state {
-                    commit.dead_letters.push(DeadLetterWrite { origin: slot.delivery.tp.clone(), offset: off, topic, record });
+                    commit.dead_letters.push(DeadLetterWrite {
+                        origin: slot.delivery.tp.clone(),
+                        offset: off,
+                        topic,
+                        record,
+                    });
                 }
             }
             if let Some(n) = next {
@@ -221,9 +232,7 @@ impl InFlight {
     /// Whether a commit now would move some partition's watermark: the
     /// oldest event of a partition is fully handled.
     pub fn committable(&self) -> bool {
-        self.parts
-            .values()
-            .any(|slots| slots.0.front().is_some_and(|(_, s)| matches!(s.state, SlotState::Done { .. })))
+        self.parts.values().any(|slots| slots.0.front().is_some_and(|(_, s)| matches!(s.state, SlotState::Done { .. })))
     }
 
     /// Per partition, the offset after the contiguous prefix of events whose
@@ -236,9 +245,8 @@ impl InFlight {
     /// written, or the event would end with neither result nor dead letter.
     pub fn safe_watermarks(&self) -> Vec<(TopicPartition, u64)> {
         let mut out = Vec::new();
-        let unwritten = |tp: &TopicPartition| {
-            self.carry.as_ref().is_some_and(|c| c.dead_letters.iter().any(|d| &d.origin == tp))
-        };
+        let unwritten =
+            |tp: &TopicPartition| self.carry.as_ref().is_some_and(|c| c.dead_letters.iter().any(|d| &d.origin == tp));
         for (tp, slots) in &self.parts {
             let mut next = None;
             for (off, slot) in slots.iter() {
@@ -274,7 +282,6 @@ impl InFlight {
     pub fn restore(&mut self, commit: Commit) {
         self.carry = Some(commit);
     }
-
 }
 
 #[cfg(test)]

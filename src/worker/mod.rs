@@ -312,12 +312,14 @@ impl Worker {
     }
 
     /// Runs one batch and records each event's outcome in its slot.
-    async fn run_selected(&self, inflight: &mut InFlight, selected: &[(TopicPartition, u64)]) -> Result<(), WorkerError> {
+    async fn run_selected(
+        &self,
+        inflight: &mut InFlight,
+        selected: &[(TopicPartition, u64)],
+    ) -> Result<(), WorkerError> {
         // Borrowed, not cloned: the table is not touched until the batch is done.
-        let refs: Vec<_> = selected
-            .iter()
-            .filter_map(|(tp, off)| inflight.get(tp, *off).map(|s| &s.delivery.record))
-            .collect();
+        let refs: Vec<_> =
+            selected.iter().filter_map(|(tp, off)| inflight.get(tp, *off).map(|s| &s.delivery.record)).collect();
         let outcomes = stages::run_batch(&self.plan, refs, &self.stats).await;
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         for ((tp, off), outcome) in selected.iter().zip(outcomes) {
@@ -411,8 +413,13 @@ mod tests {
         let past = AttemptState { attempts: 2, first_failure_ms: now - 5000, last_failure_ms: 0 };
         assert_eq!(next_attempt(Some(past), now).first_failure_ms, now - 5000, "a sane first failure is kept");
         // The retry decision on the extremes does not panic.
-        let cfg = RetryConfig { max_horizon: crate::config::MAX_DURATION, max_delay: crate::config::MAX_DURATION, ..Default::default() };
+        let cfg = RetryConfig {
+            max_horizon: crate::config::MAX_DURATION,
+            max_delay: crate::config::MAX_DURATION,
+            ..Default::default()
+        };
         let _ = decide(&cfg, u32::MAX - 1, Duration::MAX, 1.0);
-        let _ = crate::retry::backoff(&RetryConfig { multiplier: 1000.0, initial_delay: Duration::ZERO, ..cfg }, 64, 1.0);
+        let _ =
+            crate::retry::backoff(&RetryConfig { multiplier: 1000.0, initial_delay: Duration::ZERO, ..cfg }, 64, 1.0);
     }
 }

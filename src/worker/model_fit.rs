@@ -18,7 +18,10 @@ pub fn check(w: &WorkerConfig, index: usize, model: &Model) -> Vec<ConfigError> 
     let mut err = |path: String, message: String| errs.push(ConfigError { path, message });
     for spec in model.inputs() {
         match w.inputs.get(&spec.name) {
-            None => err(format!("{p}.inputs"), format!("model `{}` has an input `{}` that the worker does not map", w.model, spec.name)),
+            None => err(
+                format!("{p}.inputs"),
+                format!("model `{}` has an input `{}` that the worker does not map", w.model, spec.name),
+            ),
             Some(cols) if cols.len() != spec.width => err(
                 format!("{p}.inputs.{}", spec.name),
                 format!("model `{}` takes {} columns, {} are listed", w.model, spec.width, cols.len()),
@@ -38,7 +41,12 @@ pub fn check(w: &WorkerConfig, index: usize, model: &Model) -> Vec<ConfigError> 
         if !model.output_names().iter().any(|o| o == e.tensor()) {
             err(
                 format!("{p}.outputs.{field}"),
-                format!("model `{}` has no output `{}` (it has: {})", w.model, e.tensor(), model.output_names().join(", ")),
+                format!(
+                    "model `{}` has no output `{}` (it has: {})",
+                    w.model,
+                    e.tensor(),
+                    model.output_names().join(", ")
+                ),
             );
             continue;
         }
@@ -62,6 +70,7 @@ pub fn check(w: &WorkerConfig, index: usize, model: &Model) -> Vec<ConfigError> 
 /// The model's outputs for one row of zeros; `None` when the model cannot
 /// run on it (its golden check at load time covers running).
 fn probe(model: &Model) -> Option<Vec<crate::model::Output>> {
-    let inputs = model.inputs().iter().map(|s| TensorInput { rows: 1, cols: s.width, data: vec![0.0; s.width] }).collect();
+    let inputs =
+        model.inputs().iter().map(|s| TensorInput { rows: 1, cols: s.width, data: vec![0.0; s.width] }).collect();
     model.run(inputs).ok()
 }

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-
 use super::stages::StageError;
 use serde_json::Value;
 
@@ -85,7 +84,10 @@ impl Plan {
             if cols.len() != spec.width {
                 return Err(format!(
                     "{p}.inputs.{}: model `{}` takes {} columns, {} are listed",
-                    spec.name, w.model, spec.width, cols.len()
+                    spec.name,
+                    w.model,
+                    spec.width,
+                    cols.len()
                 ));
             }
             let mut columns = Vec::new();
@@ -120,14 +122,14 @@ impl Plan {
             }
             outputs.push((field.clone(), e));
         }
-        let store_cfg: Option<&FeatureStoreConfig> = w.feature_store.as_ref().and_then(|s| config.feature_stores.get(s));
+        let store_cfg: Option<&FeatureStoreConfig> =
+            w.feature_store.as_ref().and_then(|s| config.feature_stores.get(s));
         let defaults = features
             .iter()
             .map(|f| store_cfg.and_then(|c| c.defaults.get(f)).map(Cell::from).unwrap_or(Cell::Null))
             .collect();
-        let result_dataschema = schemas
-            .latest_version(&w.result_type)
-            .map(|v| SchemaRegistry::dataschema_uri(&w.result_type, v));
+        let result_dataschema =
+            schemas.latest_version(&w.result_type).map(|v| SchemaRegistry::dataschema_uri(&w.result_type, v));
         Ok(Plan {
             worker: w.name.clone(),
             group: w.group().to_string(),
@@ -151,7 +153,8 @@ impl Plan {
             sinks,
             dedup: match w.dedup_window {
                 Some(window) => Some(Arc::new(
-                    crate::dedup::Dedup::open(&config.data_dir, w.group(), window).map_err(|e| format!("{p}.dedup_window: {e}"))?,
+                    crate::dedup::Dedup::open(&config.data_dir, w.group(), window)
+                        .map_err(|e| format!("{p}.dedup_window: {e}"))?,
                 )),
                 None => None,
             },
@@ -208,12 +211,20 @@ impl Plan {
         for (name, expr) in &self.outputs {
             let out = outputs.iter().find(|o| o.name == expr.tensor());
             let v = out.and_then(|o| expr.eval(o, row)).ok_or_else(|| {
-                StageError::new(Stage::Infer, ErrorClass::Permanent, "output_shape",
-                    format!("output mapping `{name}` does not fit the model's output shape"))
+                StageError::new(
+                    Stage::Infer,
+                    ErrorClass::Permanent,
+                    "output_shape",
+                    format!("output mapping `{name}` does not fit the model's output shape"),
+                )
             })?;
             if !v.is_finite() {
-                return Err(StageError::new(Stage::Infer, ErrorClass::Permanent, "nan_output",
-                    format!("model output for `{name}` is {v}")));
+                return Err(StageError::new(
+                    Stage::Infer,
+                    ErrorClass::Permanent,
+                    "nan_output",
+                    format!("model output for `{name}` is {v}"),
+                ));
             }
             field(&mut data, name);
             if expr.is_label() {

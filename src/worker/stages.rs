@@ -21,7 +21,9 @@ use crate::telemetry::WorkerStats;
 #[derive(Debug)]
 pub enum Outcome {
     /// Its result was accepted by every sink; latency from event time, µs.
-    Emitted { latency_us: Option<u64> },
+    Emitted {
+        latency_us: Option<u64>,
+    },
     /// Its result was emitted before, within the dedup window.
     Duplicate,
     Failed(StageError),
@@ -78,8 +80,15 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
     let mut live: Vec<Live> = Vec::with_capacity(records.len());
     for (idx, rec) in records.iter().enumerate() {
         if rec.size() > plan.max_payload_bytes {
-            fail(idx, StageError::new(Stage::Validate, ErrorClass::Permanent, "payload_too_large",
-                format!("record is {} bytes, the limit is {}", rec.size(), plan.max_payload_bytes)));
+            fail(
+                idx,
+                StageError::new(
+                    Stage::Validate,
+                    ErrorClass::Permanent,
+                    "payload_too_large",
+                    format!("record is {} bytes, the limit is {}", rec.size(), plan.max_payload_bytes),
+                ),
+            );
             continue;
         }
         let event = match Event::from_record(rec) {
@@ -96,11 +105,19 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
             stats.without_time.fetch_add(1, Ordering::Relaxed);
         }
         if event.ty != plan.event_type {
-            fail(idx, StageError::new(Stage::Decode, ErrorClass::Permanent, "unexpected_type",
-                format!("event type `{}`, this worker accepts `{}`", event.ty, plan.event_type)));
+            fail(
+                idx,
+                StageError::new(
+                    Stage::Decode,
+                    ErrorClass::Permanent,
+                    "unexpected_type",
+                    format!("event type `{}`, this worker accepts `{}`", event.ty, plan.event_type),
+                ),
+            );
             continue;
         }
-        let schema_version = match plan.schemas.validate_compatible(&event.ty, event.dataschema.as_deref(), &event.data) {
+        let schema_version = match plan.schemas.validate_compatible(&event.ty, event.dataschema.as_deref(), &event.data)
+        {
             Ok(v) => v,
             Err(e) => {
                 fail(idx, StageError::from(Stage::Validate, &e));
@@ -109,8 +126,15 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
         };
         let entity = match plan.entity_of(&event) {
             Ok(Some(k)) if k.len() > MAX_ENTITY_KEY_BYTES => {
-                fail(idx, StageError::new(Stage::Decode, ErrorClass::Permanent, "entity_key_too_long",
-                    format!("entity key is {} bytes, the limit is {MAX_ENTITY_KEY_BYTES}", k.len())));
+                fail(
+                    idx,
+                    StageError::new(
+                        Stage::Decode,
+                        ErrorClass::Permanent,
+                        "entity_key_too_long",
+                        format!("entity key is {} bytes, the limit is {MAX_ENTITY_KEY_BYTES}", k.len()),
+                    ),
+                );
                 continue;
             }
             Ok(e) => e,
@@ -164,9 +188,19 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
                         Some(cells) => l.features = cells,
                         None if plan.defaults_on_missing => l.features = plan.defaults.clone(),
                         None => {
-                            fail(l.idx, StageError::new(Stage::Features, ErrorClass::Permanent, "unknown_entity",
-                                format!("entity `{}` is not in feature store `{}`",
-                                    plan.entity_of(&l.event).ok().flatten().unwrap_or_default(), plan.store_name)));
+                            fail(
+                                l.idx,
+                                StageError::new(
+                                    Stage::Features,
+                                    ErrorClass::Permanent,
+                                    "unknown_entity",
+                                    format!(
+                                        "entity `{}` is not in feature store `{}`",
+                                        plan.entity_of(&l.event).ok().flatten().unwrap_or_default(),
+                                        plan.store_name
+                                    ),
+                                ),
+                            );
                             continue;
                         }
                     }
@@ -190,11 +224,7 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
         }
     }
     let live = kept;
-    let results = if live.is_empty() {
-        Vec::new()
-    } else {
-        infer(plan, rows).await
-    };
+    let results = if live.is_empty() { Vec::new() } else { infer(plan, rows).await };
 
     // map outputs into result events
     let now = Utc::now();
@@ -211,7 +241,8 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
         match plan.result_for(&l.event, l.schema_version, &outputs, row, &time) {
             Ok(rec) => {
                 // Events without `time` are counted apart (at decode), not observed.
-                let latency = l.event.time.and_then(|t| (now - t).num_microseconds()).and_then(|v| u64::try_from(v).ok());
+                let latency =
+                    l.event.time.and_then(|t| (now - t).num_microseconds()).and_then(|v| u64::try_from(v).ok());
                 let id = plan.dedup.is_some().then(|| (l.event.source.clone(), l.event.id.clone()));
                 emitted.push((l.idx, rec, latency, id));
             }
@@ -231,7 +262,8 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
         if let Some(dedup) = &plan.dedup {
             // Recorded only now that the results are out. If this fails the
             // results stand; a redelivery would produce the same result ids.
-            let ids = meta.iter_mut().zip(&failed).filter(|(_, f)| f.is_none()).filter_map(|(m, _)| m.2.take()).collect();
+            let ids =
+                meta.iter_mut().zip(&failed).filter(|(_, f)| f.is_none()).filter_map(|(m, _)| m.2.take()).collect();
             if let Err(e) = dedup.record(ids).await {
                 tracing::warn!(worker = %plan.worker, error = %e, "could not record emitted ids for dedup");
             }
@@ -248,7 +280,9 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
     }
     outcomes
         .into_iter()
-        .map(|o| o.unwrap_or_else(|| Outcome::Failed(StageError::new(Stage::Infer, ErrorClass::Fatal, "lost", "no outcome"))))
+        .map(|o| {
+            o.unwrap_or_else(|| Outcome::Failed(StageError::new(Stage::Infer, ErrorClass::Fatal, "lost", "no outcome")))
+        })
         .collect()
 }
 
@@ -328,8 +362,13 @@ fn assemble(plan: &Plan, l: &Live) -> Result<Vec<Vec<f32>>, StageError> {
                 },
             };
             if v.is_nan() && !plan.model.allow_nan {
-                return Err(bad("nan_input", format!(
-                    "`{label}` is missing or null, and model `{}` does not accept missing values", plan.model.name)));
+                return Err(bad(
+                    "nan_input",
+                    format!(
+                        "`{label}` is missing or null, and model `{}` does not accept missing values",
+                        plan.model.name
+                    ),
+                ));
             }
             row.push(v);
         }
@@ -384,7 +423,9 @@ async fn infer(plan: &Arc<Plan>, rows: Vec<Vec<Vec<f32>>>) -> Vec<Result<RowOutp
     let plan2 = plan.clone();
     let n = rows.len();
     tokio::task::spawn_blocking(move || infer_now(&plan2, rows)).await.unwrap_or_else(|e| {
-        (0..n).map(|_| Err(StageError::new(Stage::Infer, ErrorClass::Transient, "inference_task", e.to_string()))).collect()
+        (0..n)
+            .map(|_| Err(StageError::new(Stage::Infer, ErrorClass::Transient, "inference_task", e.to_string())))
+            .collect()
     })
 }
 

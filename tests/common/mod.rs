@@ -117,7 +117,12 @@ pub fn raw(value: &[u8], key: &str) -> Record {
 /// A small deployment around one of `tests/models/*.onnx` (6 float inputs
 /// `x0..x5`, nullable), consuming `readings` and emitting `Scored`.
 /// `worker_extra` is appended to the worker table.
-pub fn reading_deployment(model: &str, model_extra: &str, outputs: &str, worker_extra: &str) -> (tempfile::TempDir, PathBuf, Config) {
+pub fn reading_deployment(
+    model: &str,
+    model_extra: &str,
+    outputs: &str,
+    worker_extra: &str,
+) -> (tempfile::TempDir, PathBuf, Config) {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/models");
     std::fs::copy(root.join(format!("{model}.onnx")), dir.path().join("m.onnx")).unwrap();

@@ -60,12 +60,8 @@ impl EmbeddedConsumer {
         group: &str,
         topics: &[String],
     ) -> Result<Self, BusError> {
-        let member = format!(
-            "{}-{}-{}",
-            hostname(),
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let member =
+            format!("{}-{}-{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let path = shared.dir.join(store::FILE_NAME);
         let mut c = EmbeddedConsumer {
             wal: WalWatch::new(&path),
@@ -182,7 +178,8 @@ impl EmbeddedConsumer {
             }
             let path = self.path.clone();
             let mut batch =
-                blocking(&self.conn, move |c| fetch_batch(c, parts, max).map_err(|e| store::store_err(&path, e))).await?;
+                blocking(&self.conn, move |c| fetch_batch(c, parts, max).map_err(|e| store::store_err(&path, e)))
+                    .await?;
             for d in &mut batch {
                 if let Some(o) = self.owned.get_mut(&d.tp) {
                     o.position = o.position.max(d.offset + 1);
@@ -196,7 +193,10 @@ impl EmbeddedConsumer {
                 return Ok(Polled { deliveries: batch });
             }
             let cfg = &self.shared.cfg;
-            let nap = cfg.poll_interval.min(cfg.heartbeat_interval).min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let nap = cfg
+                .poll_interval
+                .min(cfg.heartbeat_interval)
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
             super::wake::nap(nap, notified, self.wal.as_mut()).await;
             // Keep heartbeating while idle; the worker hears of revocations
             // at its next `maintain`.
@@ -217,8 +217,7 @@ impl EmbeddedConsumer {
             return Ok(CommitOutcome::default());
         }
         let release = std::mem::take(&mut self.releasing);
-        let owned: HashMap<TopicPartition, i64> =
-            self.owned.iter().map(|(tp, o)| (tp.clone(), o.generation)).collect();
+        let owned: HashMap<TopicPartition, i64> = self.owned.iter().map(|(tp, o)| (tp.clone(), o.generation)).collect();
         let (group, member, path) = (self.group.clone(), self.member.clone(), self.path.clone());
         let parts = self.shared.cfg.partitions;
         let had_dead_letters = !commit.dead_letters.is_empty();
@@ -256,7 +255,8 @@ impl EmbeddedConsumer {
     pub async fn close(self) -> Result<(), BusError> {
         let (group, member, path) = (self.group.clone(), self.member.clone(), self.path.clone());
         blocking(&self.conn, move |c| {
-            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| store::store_err(&path, e))?;
+            let tx =
+                c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| store::store_err(&path, e))?;
             tx.execute("UPDATE leases SET owner = NULL WHERE grp = ?1 AND owner = ?2", params![group, member])
                 .and_then(|_| tx.execute("DELETE FROM members WHERE grp = ?1 AND member = ?2", params![group, member]))
                 .and_then(|_| tx.commit())
@@ -302,9 +302,8 @@ fn rebalance(c: &mut Connection, ctx: &RebalanceCtx) -> rusqlite::Result<Rebalan
         params![ctx.group, now - 20 * ctx.session_timeout_ms],
     )?;
     let live: Vec<String> = {
-        let mut st = tx.prepare_cached(
-            "SELECT member FROM members WHERE grp = ?1 AND heartbeat >= ?2 ORDER BY member",
-        )?;
+        let mut st =
+            tx.prepare_cached("SELECT member FROM members WHERE grp = ?1 AND heartbeat >= ?2 ORDER BY member")?;
         let rows = st.query_map(params![ctx.group, now - ctx.session_timeout_ms], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };

@@ -145,11 +145,7 @@ fn fetch(
             tp: tp.clone(),
             offset: r.get::<_, i64>(0)? as u64,
             timestamp_ms: r.get(1)?,
-            record: Record {
-                key: r.get(2)?,
-                headers: Headers::from_bytes(r.get::<_, Vec<u8>>(3)?),
-                value: r.get(4)?,
-            },
+            record: Record { key: r.get(2)?, headers: Headers::from_bytes(r.get::<_, Vec<u8>>(3)?), value: r.get(4)? },
             attempts: None,
         })
     })?;
@@ -308,10 +304,8 @@ mod tests {
         assert_eq!((got[0].offset, got[0].timestamp_ms), (7, 5));
         assert_eq!(got[0].record.value, b"{}");
         assert_eq!(append(&c, "t", 2, vec![Record { key: None, ..rec("", "x") }], 1).unwrap(), vec![(1, 8)]);
-        let gone: Option<i64> = c
-            .query_row("SELECT 1 FROM sqlite_master WHERE name = 'records'", [], |r| r.get(0))
-            .optional()
-            .unwrap();
+        let gone: Option<i64> =
+            c.query_row("SELECT 1 FROM sqlite_master WHERE name = 'records'", [], |r| r.get(0)).optional().unwrap();
         assert!(gone.is_none());
     }
 }

@@ -20,9 +20,9 @@ pub use consumer::EmbeddedConsumer;
 pub use store::short_waits;
 
 use super::{BusError, Delivery, Published, ReadFrom, TopicPartition};
-use log::{append, fetch_batch, head};
 use crate::config::EmbeddedBusConfig;
 use crate::event::Record;
+use log::{append, fetch_batch, head};
 
 /// The largest record ([`Record::size`]) the embedded bus stores. SQLite
 /// refuses blobs over a gigabyte and would fail the whole transaction with

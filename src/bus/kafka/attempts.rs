@@ -92,7 +92,8 @@ impl AttemptLog {
     pub async fn sync(&mut self) -> Result<(), BusError> {
         self.syncs += 1;
         let marker = format!("sync|{}|{}", self.member, self.syncs);
-        let rec = Record { key: Some(marker.clone().into_bytes()), headers: Default::default(), value: b"sync".to_vec() };
+        let rec =
+            Record { key: Some(marker.clone().into_bytes()), headers: Default::default(), value: b"sync".to_vec() };
         self.producer.produce_all(&self.topic, Some(0), &[rec], false).await?;
         let deadline = tokio::time::Instant::now() + SYNC_TIMEOUT;
         loop {
@@ -100,7 +101,10 @@ impl AttemptLog {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(BusError::Task(format!("attempts log `{}` did not catch up within {SYNC_TIMEOUT:?}", self.topic)));
+                return Err(BusError::Task(format!(
+                    "attempts log `{}` did not catch up within {SYNC_TIMEOUT:?}",
+                    self.topic
+                )));
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -122,7 +126,11 @@ impl AttemptLog {
             let mut st = self.lock();
             for (tp, off, a) in upserts {
                 st.map.insert((tp.clone(), *off), *a);
-                let v = Stored { attempts: a.attempts, first_failure_ms: a.first_failure_ms, last_failure_ms: a.last_failure_ms };
+                let v = Stored {
+                    attempts: a.attempts,
+                    first_failure_ms: a.first_failure_ms,
+                    last_failure_ms: a.last_failure_ms,
+                };
                 let value = serde_json::to_vec(&v).unwrap_or_default();
                 records.push(Record { key: Some(key_of(tp, *off).into_bytes()), headers: Default::default(), value });
             }
@@ -137,7 +145,11 @@ impl AttemptLog {
                     st.map.remove(&k);
                     // An empty value is our tombstone: librdkafka sends a
                     // null payload for it, which compaction removes.
-                    records.push(Record { key: Some(key_of(&k.0, k.1).into_bytes()), headers: Default::default(), value: vec![] });
+                    records.push(Record {
+                        key: Some(key_of(&k.0, k.1).into_bytes()),
+                        headers: Default::default(),
+                        value: vec![],
+                    });
                 }
             }
         }
@@ -158,7 +170,13 @@ impl Drop for AttemptLog {
     }
 }
 
-fn follow(reader: BaseConsumer, state: Arc<Mutex<LogState>>, stop: Arc<AtomicBool>, topic: String, own_markers: String) {
+fn follow(
+    reader: BaseConsumer,
+    state: Arc<Mutex<LogState>>,
+    stop: Arc<AtomicBool>,
+    topic: String,
+    own_markers: String,
+) {
     while !stop.load(Ordering::Relaxed) {
         let Some(msg) = reader.poll(Duration::from_millis(100)) else { continue };
         let msg = match msg {
@@ -188,7 +206,11 @@ fn follow(reader: BaseConsumer, state: Arc<Mutex<LogState>>, stop: Arc<AtomicBoo
             Some(Ok(s)) => {
                 st.map.insert(
                     k,
-                    AttemptState { attempts: s.attempts, first_failure_ms: s.first_failure_ms, last_failure_ms: s.last_failure_ms },
+                    AttemptState {
+                        attempts: s.attempts,
+                        first_failure_ms: s.first_failure_ms,
+                        last_failure_ms: s.last_failure_ms,
+                    },
                 );
             }
             Some(Err(e)) => tracing::warn!(topic = %topic, key, error = %e, "unreadable attempt record ignored"),

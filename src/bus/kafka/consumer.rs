@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance as KRebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance as KRebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -53,10 +55,7 @@ impl GroupContext {
 }
 
 fn tps(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
-    tpl.elements()
-        .iter()
-        .map(|e| TopicPartition { topic: e.topic().into(), partition: e.partition() as u32 })
-        .collect()
+    tpl.elements().iter().map(|e| TopicPartition { topic: e.topic().into(), partition: e.partition() as u32 }).collect()
 }
 
 impl ClientContext for GroupContext {}
@@ -161,12 +160,8 @@ impl KafkaConsumer {
         }
         let attempts_topic = format!("{group}.attempts");
         bus.ensure_topic_with(&attempts_topic, 1, &[("cleanup.policy", "compact")]).await?;
-        let member = format!(
-            "{}-{}-{}",
-            hostname(),
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let member =
+            format!("{}-{}-{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let consumer: StreamConsumer<GroupContext> = group_config(cfg, group, &member)
             .create_with_context(GroupContext::default())
             .map_err(kerr("create consumer"))?;
@@ -224,9 +219,10 @@ impl KafkaConsumer {
         let mut out: Vec<Delivery> = self.stash.take().into_iter().collect();
         let wait = if out.is_empty() { wait } else { Duration::ZERO };
         let ctx = self.consumer.context().clone();
-        let got =
-            recv_batch(&self.consumer, max.saturating_sub(out.len()), wait, |_| ctx.epoch.load(Ordering::SeqCst) == epoch)
-                .await;
+        let got = recv_batch(&self.consumer, max.saturating_sub(out.len()), wait, |_| {
+            ctx.epoch.load(Ordering::SeqCst) == epoch
+        })
+        .await;
         let (batch, held) = match got {
             Ok(v) => v,
             // librdkafka reconnects and refetches by itself (brokers restarting,

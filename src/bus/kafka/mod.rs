@@ -131,7 +131,8 @@ impl KafkaBus {
         if !self.cfg.create_topics {
             return Err(BusError::MissingTopic(topic.to_string()));
         }
-        let mut new = NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.cfg.replication_factor as i32));
+        let mut new =
+            NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.cfg.replication_factor as i32));
         for (k, v) in config {
             new = new.set(k, v);
         }
@@ -247,7 +248,8 @@ impl KafkaBus {
         }
         let consumer = self.reader()?;
         let mut tpl = TopicPartitionList::new();
-        let at = i64::try_from(offset).map_err(|_| BusError::Task(format!("offset {offset} is out of Kafka's range")))?;
+        let at =
+            i64::try_from(offset).map_err(|_| BusError::Task(format!("offset {offset} is out of Kafka's range")))?;
         tpl.add_partition_offset(topic, partition as i32, Offset::Offset(at)).map_err(kerr("assign"))?;
         consumer.assign(&tpl).map_err(kerr("assign"))?;
         let (found, _) = recv_batch(&consumer, 1, READ_FIRST_WAIT, |_| true).await?;
@@ -346,7 +348,11 @@ pub(crate) fn delivery(m: &BorrowedMessage<'_>, topic: &mut Option<std::sync::Ar
         tp: TopicPartition { topic, partition: m.partition() as u32 },
         offset: m.offset() as u64,
         timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-        record: Record { key: m.key().map(<[u8]>::to_vec), headers: headers_of(m), value: m.payload().unwrap_or_default().to_vec() },
+        record: Record {
+            key: m.key().map(<[u8]>::to_vec),
+            headers: headers_of(m),
+            value: m.payload().unwrap_or_default().to_vec(),
+        },
         attempts: None,
     }
 }

@@ -31,13 +31,7 @@ pub fn register(reg: &mut OnnxOpRegister) {
 /// Builds the error every attribute problem is reported with, so that a bad
 /// model names the node, the op and the attribute at fault.
 fn attr_error(node: &NodeProto, attr: &str, msg: impl std::fmt::Display) -> TractError {
-    format_err!(
-        "{} node '{}', attribute '{}': {}",
-        node.op_type,
-        node.name,
-        attr,
-        msg
-    )
+    format_err!("{} node '{}', attribute '{}': {}", node.op_type, node.name, attr, msg)
 }
 
 /// Reads a FLOATS attribute or, failing that, its `<name>_as_tensor` twin
@@ -53,11 +47,7 @@ fn floats_or_tensor(
     let tensor_name = format!("{name}_as_tensor");
     let proto: Option<&tract_onnx::pb::TensorProto> = node.get_attr_opt(&tensor_name)?;
     match (floats, proto) {
-        (Some(_), Some(_)) => Err(attr_error(
-            node,
-            name,
-            format!("both '{name}' and '{tensor_name}' are set"),
-        )),
+        (Some(_), Some(_)) => Err(attr_error(node, name, format!("both '{name}' and '{tensor_name}' are set"))),
         (Some(f), None) => Ok(Some(f.iter().map(|&v| v as f64).collect())),
         (None, Some(proto)) => {
             let tensor = ctx

@@ -13,26 +13,16 @@ pub fn register(reg: &mut OnnxOpRegister) {
     reg.insert("Scaler", scaler);
 }
 
-fn scaler(
-    _ctx: &ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+fn scaler(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let scale: Vec<f32> = node.get_attr_opt_vec("scale")?.unwrap_or_default();
     let offset: Vec<f32> = node.get_attr_opt_vec("offset")?.unwrap_or_default();
     if scale.is_empty() {
         return Err(attr_error(node, "scale", "must not be empty"));
     }
     if scale.len() != offset.len() {
-        return Err(attr_error(
-            node,
-            "offset",
-            format!("has {} values but scale has {}", offset.len(), scale.len()),
-        ));
+        return Err(attr_error(node, "offset", format!("has {} values but scale has {}", offset.len(), scale.len())));
     }
-    let op = Scaler {
-        scale: Arc::new(scale),
-        offset: Arc::new(offset),
-    };
+    let op = Scaler { scale: Arc::new(scale), offset: Arc::new(offset) };
     Ok((expand(op), vec![]))
 }
 
@@ -49,11 +39,7 @@ impl Scaler {
     /// onnxruntime's rule: one value per column (the second axis, or the
     /// only one for 1D input), or a single value for all.
     fn check_columns(&self, shape: &[TDim]) -> TractResult<()> {
-        let Some(columns) = (if shape.len() == 1 {
-            shape.first()
-        } else {
-            shape.get(1)
-        }) else {
+        let Some(columns) = (if shape.len() == 1 { shape.first() } else { shape.get(1) }) else {
             bail!("Scaler: input must have at least one dimension");
         };
         if let Ok(columns) = columns.to_usize() {
@@ -104,12 +90,7 @@ impl Expansion for Scaler {
         Ok(())
     }
 
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
+    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
         model.wire_node(prefix, self.clone(), inputs)
     }
 }
@@ -129,44 +110,15 @@ impl EvalOp for Scaler {
         let input = args_1!(inputs);
         let shape: TVec<TDim> = input.shape().iter().map(|d| d.to_dim()).collect();
         self.check_columns(&shape)?;
-        let columns = if input.rank() == 1 {
-            input.shape()[0]
-        } else {
-            input.shape()[1]
-        };
+        let columns = if input.rank() == 1 { input.shape()[0] } else { input.shape()[1] };
         let mut out = vec![0f32; input.len()];
         let x = input.try_as_plain_ram()?;
         match input.datum_type() {
-            DatumType::F32 => {
-                self.apply(x.as_slice::<f32>()?, columns, |v| v, |v| v, |a| a, &mut out)
-            }
-            DatumType::F64 => self.apply(
-                x.as_slice::<f64>()?,
-                columns,
-                |v| v,
-                |v| v as f32,
-                |a| a as f64,
-                &mut out,
-            ),
-            DatumType::I64 => self.apply(
-                x.as_slice::<i64>()?,
-                columns,
-                |v| v as f32,
-                |v| v,
-                |a| a,
-                &mut out,
-            ),
-            DatumType::I32 => self.apply(
-                x.as_slice::<i32>()?,
-                columns,
-                |v| v as f32,
-                |v| v,
-                |a| a,
-                &mut out,
-            ),
-            dt => bail!(
-                "Scaler: unsupported input type {dt:?} (expected float, double, int64 or int32)"
-            ),
+            DatumType::F32 => self.apply(x.as_slice::<f32>()?, columns, |v| v, |v| v, |a| a, &mut out),
+            DatumType::F64 => self.apply(x.as_slice::<f64>()?, columns, |v| v, |v| v as f32, |a| a as f64, &mut out),
+            DatumType::I64 => self.apply(x.as_slice::<i64>()?, columns, |v| v as f32, |v| v, |a| a, &mut out),
+            DatumType::I32 => self.apply(x.as_slice::<i32>()?, columns, |v| v as f32, |v| v, |a| a, &mut out),
+            dt => bail!("Scaler: unsupported input type {dt:?} (expected float, double, int64 or int32)"),
         }
         Ok(tvec!(Tensor::from_shape(input.shape(), &out)?.into_tvalue()))
     }
@@ -175,10 +127,7 @@ impl EvalOp for Scaler {
 impl TypedOp for Scaler {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let input = inputs[0];
-        if !matches!(
-            input.datum_type,
-            DatumType::F32 | DatumType::F64 | DatumType::I64 | DatumType::I32
-        ) {
+        if !matches!(input.datum_type, DatumType::F32 | DatumType::F64 | DatumType::I64 | DatumType::I32) {
             bail!("Scaler: unsupported input type {:?}", input.datum_type);
         }
         self.check_columns(&input.shape.to_tvec())?;
@@ -193,10 +142,7 @@ mod tests {
     use super::*;
 
     fn scaler(scale: &[f32], offset: &[f32]) -> Scaler {
-        Scaler {
-            scale: Arc::new(scale.to_vec()),
-            offset: Arc::new(offset.to_vec()),
-        }
+        Scaler { scale: Arc::new(scale.to_vec()), offset: Arc::new(offset.to_vec()) }
     }
 
     fn run(op: &Scaler, input: Tensor) -> TractResult<Tensor> {

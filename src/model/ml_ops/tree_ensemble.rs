@@ -31,35 +31,20 @@ pub fn register(reg: &mut OnnxOpRegister) {
     reg.insert("TreeEnsembleRegressor", regressor);
 }
 
-fn classifier(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+fn classifier(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     build(ctx, node, true)
 }
 
-fn regressor(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+fn regressor(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     build(ctx, node, false)
 }
 
-fn build(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-    classifier: bool,
-) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
+fn build(ctx: &ParsingContext, node: &NodeProto, classifier: bool) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
     let spec = parse::parse(ctx, node, classifier)?;
-    let f32_eval = Evaluator::<f32>::build(&spec)
-        .with_context(|| format!("{} node '{}'", node.op_type, node.name))?;
+    let f32_eval = Evaluator::<f32>::build(&spec).with_context(|| format!("{} node '{}'", node.op_type, node.name))?;
     // tract drops unnamed outputs, so remember which of ours exist.
     let present = |ix: usize| node.output.get(ix).is_some_and(|s| !s.is_empty());
-    let outputs = if classifier {
-        vec![present(0), present(1)]
-    } else {
-        vec![present(0)]
-    };
+    let outputs = if classifier { vec![present(0), present(1)] } else { vec![present(0)] };
     Ok((
         expand(TreeEnsemble {
             spec: Arc::new(spec),
@@ -126,17 +111,10 @@ impl Expansion for TreeEnsemble {
         Ok(())
     }
 
-    fn wire(
-        &self,
-        prefix: &str,
-        model: &mut TypedModel,
-        inputs: &[OutletId],
-    ) -> TractResult<TVec<OutletId>> {
+    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
         let input_type = model.outlet_fact(inputs[0])?.datum_type;
         let evaluator = match input_type {
-            DatumType::F32 | DatumType::I64 | DatumType::I32 => {
-                Compiled::F32(self.f32_eval.clone())
-            }
+            DatumType::F32 | DatumType::I64 | DatumType::I32 => Compiled::F32(self.f32_eval.clone()),
             DatumType::F64 => Compiled::F64(Arc::new(
                 Evaluator::<f64>::build(&self.spec)
                     .with_context(|| format!("{} node '{}'", self.spec.op_name(), self.node_name))?,
@@ -148,23 +126,10 @@ impl Expansion for TreeEnsemble {
                 dt
             ),
         };
-        let labels = self
-            .spec
-            .classifier
-            .as_ref()
-            .map(|c| Arc::new(c.labels.clone()));
-        let op = TreeEnsembleOp {
-            name: self.spec.op_name(),
-            evaluator,
-            labels,
-        };
+        let labels = self.spec.classifier.as_ref().map(|c| Arc::new(c.labels.clone()));
+        let op = TreeEnsembleOp { name: self.spec.op_name(), evaluator, labels };
         let wired = model.wire_node(prefix, op, inputs)?;
-        Ok(wired
-            .into_iter()
-            .zip(&self.outputs)
-            .filter(|(_, p)| **p)
-            .map(|(o, _)| o)
-            .collect())
+        Ok(wired.into_iter().zip(&self.outputs).filter(|(_, p)| **p).map(|(o, _)| o).collect())
     }
 }
 
@@ -215,9 +180,7 @@ impl Op for TreeEnsembleOp {
             Compiled::F32(e) => ("f32", e.forest.roots.len(), e.forest.layout()),
             Compiled::F64(e) => ("f64", e.forest.roots.len(), e.forest.layout()),
         };
-        Ok(vec![format!(
-            "{trees} trees, {layout}, {domain} thresholds"
-        )])
+        Ok(vec![format!("{trees} trees, {layout}, {domain} thresholds")])
     }
 
     op_as_typed_op!();
@@ -229,25 +192,16 @@ impl EvalOp for TreeEnsembleOp {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = args_1!(inputs);
         let &[n_rows, n_cols] = input.shape() else {
-            bail!(
-                "{}: expected a 2D input, got shape {:?}",
-                self.name,
-                input.shape()
-            );
+            bail!("{}: expected a 2D input, got shape {:?}", self.name, input.shape());
         };
         let n_out = self.n_outputs();
         let mut scores = vec![0f32; n_rows * n_out];
         let mut labels = vec![0i64; if self.labels.is_some() { n_rows } else { 0 }];
         let plain = input.try_as_plain_ram()?;
         match (&self.evaluator, input.datum_type()) {
-            (Compiled::F32(e), DatumType::F32) => e.eval(
-                plain.as_slice::<f32>()?,
-                n_rows,
-                n_cols,
-                |v| v,
-                &mut scores,
-                &mut labels,
-            ),
+            (Compiled::F32(e), DatumType::F32) => {
+                e.eval(plain.as_slice::<f32>()?, n_rows, n_cols, |v| v, &mut scores, &mut labels)
+            }
             (Compiled::F32(e), DatumType::I64) => {
                 let x = plain.as_slice::<i64>()?;
                 e.eval(x, n_rows, n_cols, |v| v as f32, &mut scores, &mut labels)
@@ -256,19 +210,10 @@ impl EvalOp for TreeEnsembleOp {
                 let x = plain.as_slice::<i32>()?;
                 e.eval(x, n_rows, n_cols, |v| v as f32, &mut scores, &mut labels)
             }
-            (Compiled::F64(e), DatumType::F64) => e.eval(
-                plain.as_slice::<f64>()?,
-                n_rows,
-                n_cols,
-                |v| v,
-                &mut scores,
-                &mut labels,
-            ),
-            (_, dt) => bail!(
-                "{}: input type {:?} does not match the compiled op",
-                self.name,
-                dt
-            ),
+            (Compiled::F64(e), DatumType::F64) => {
+                e.eval(plain.as_slice::<f64>()?, n_rows, n_cols, |v| v, &mut scores, &mut labels)
+            }
+            (_, dt) => bail!("{}: input type {:?} does not match the compiled op", self.name, dt),
         }?;
         let scores = Tensor::from_shape(&[n_rows, n_out], &scores)?.into_tvalue();
         let Some(classes) = &self.labels else {
@@ -277,10 +222,8 @@ impl EvalOp for TreeEnsembleOp {
         let labels = match &**classes {
             ClassLabels::Int64(_) => Tensor::from_shape(&[n_rows], &labels)?,
             ClassLabels::Strings(names) => {
-                let names: Vec<String> = labels
-                    .iter()
-                    .map(|&ix| names.get(ix as usize).cloned().unwrap_or_default())
-                    .collect();
+                let names: Vec<String> =
+                    labels.iter().map(|&ix| names.get(ix as usize).cloned().unwrap_or_default()).collect();
                 tract_ndarray::Array1::from_vec(names).into_tensor()
             }
         };
@@ -300,12 +243,7 @@ impl TypedOp for TreeEnsembleOp {
         };
         if let Ok(cols) = input.shape[1].to_usize() {
             if cols < n_features {
-                bail!(
-                    "{}: the trees read feature {} but the input has {} columns",
-                    self.name,
-                    n_features - 1,
-                    cols
-                );
+                bail!("{}: the trees read feature {} but the input has {} columns", self.name, n_features - 1, cols);
             }
         }
         let n = input.shape[0].clone();

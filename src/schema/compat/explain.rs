@@ -40,20 +40,29 @@ pub(super) fn explain(rule: &str) -> &'static str {
             "the reader declares a property or item that the writer's schema for undeclared ones \
              lets through with values the reader rejects"
         }
-        ADDITIONAL_PROPERTIES_REMOVED | ADDITIONAL_ITEMS_REMOVED | UNEVALUATED_PROPERTIES_REMOVED
-        | UNEVALUATED_ITEMS_REMOVED => {
-            "the reader forbids undeclared properties or items that the writer allowed"
-        }
-        ADDITIONAL_PROPERTIES_NARROWED | ADDITIONAL_ITEMS_NARROWED | UNEVALUATED_PROPERTIES_NARROWED
+        ADDITIONAL_PROPERTIES_REMOVED
+        | ADDITIONAL_ITEMS_REMOVED
+        | UNEVALUATED_PROPERTIES_REMOVED
+        | UNEVALUATED_ITEMS_REMOVED => "the reader forbids undeclared properties or items that the writer allowed",
+        ADDITIONAL_PROPERTIES_NARROWED
+        | ADDITIONAL_ITEMS_NARROWED
+        | UNEVALUATED_PROPERTIES_NARROWED
         | UNEVALUATED_ITEMS_NARROWED => {
             "the reader constrains undeclared properties or items that the writer left free"
         }
-        MAX_LENGTH_DECREASED | MAXIMUM_DECREASED | EXCLUSIVE_MAXIMUM_DECREASED | MAX_ITEMS_DECREASED
-        | MAX_PROPERTIES_DECREASED | MAX_CONTAINS_DECREASED | MIN_LENGTH_INCREASED | MINIMUM_INCREASED
-        | EXCLUSIVE_MINIMUM_INCREASED | MIN_ITEMS_INCREASED | MIN_PROPERTIES_INCREASED
-        | MIN_CONTAINS_INCREASED | MULTIPLE_OF_EXPANDED => {
-            "the reader's limit is stricter than the writer's"
-        }
+        MAX_LENGTH_DECREASED
+        | MAXIMUM_DECREASED
+        | EXCLUSIVE_MAXIMUM_DECREASED
+        | MAX_ITEMS_DECREASED
+        | MAX_PROPERTIES_DECREASED
+        | MAX_CONTAINS_DECREASED
+        | MIN_LENGTH_INCREASED
+        | MINIMUM_INCREASED
+        | EXCLUSIVE_MINIMUM_INCREASED
+        | MIN_ITEMS_INCREASED
+        | MIN_PROPERTIES_INCREASED
+        | MIN_CONTAINS_INCREASED
+        | MULTIPLE_OF_EXPANDED => "the reader's limit is stricter than the writer's",
         PATTERN_CHANGED | MULTIPLE_OF_CHANGED | DEPENDENCY_ARRAY_CHANGED => {
             "the constraint changed, so some of the writer's data may fail the reader's"
         }
@@ -63,9 +72,7 @@ pub(super) fn explain(rule: &str) -> &'static str {
         PRODUCT_TYPE_EXTENDED => "the reader adds a constraint (allOf branch or keyword) the writer lacked",
         SUM_TYPE_NARROWED => "the reader has fewer alternatives than the writer",
         COMBINED_TYPE_CHANGED => "the combinator (allOf/anyOf/oneOf) changed incompatibly",
-        COMBINED_TYPE_SUBSCHEMAS_CHANGED => {
-            "some alternative of the writer has no reader alternative that can read it"
-        }
+        COMBINED_TYPE_SUBSCHEMAS_CHANGED => "some alternative of the writer has no reader alternative that can read it",
         NOT_TYPE_EXTENDED => "the reader's `not` excludes values the writer's allowed",
         r if r.ends_with("_ADDED") => "the reader adds a constraint the writer did not have",
         _ => "the reader may reject data the writer produced",

@@ -77,11 +77,7 @@ pub(super) struct At<'a> {
 
 impl<'a> At<'a> {
     pub(super) fn new(value: &'a Value) -> Self {
-        At {
-            value,
-            only: None,
-            part: None,
-        }
+        At { value, only: None, part: None }
     }
 
     pub(super) fn key(&self) -> (usize, Option<Ty>, Option<&'static str>) {
@@ -138,13 +134,7 @@ pub(super) struct Doc<'a> {
 }
 
 const STRING_KEYWORDS: &[&str] = &["minLength", "maxLength", "pattern", "format"];
-const NUMBER_KEYWORDS: &[&str] = &[
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "multipleOf",
-];
+const NUMBER_KEYWORDS: &[&str] = &["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
 const OBJECT_KEYWORDS: &[&str] = &[
     "properties",
     "required",
@@ -209,11 +199,7 @@ impl<'a> Doc<'a> {
         }
         let mut parts: Vec<(&'static str, Node<'a>)> = Vec::new();
         if let Some(r) = m.get("$ref").and_then(Value::as_str) {
-            let target = if hops < MAX_REF_HOPS {
-                self.resolve_ref(r)
-            } else {
-                None
-            };
+            let target = if hops < MAX_REF_HOPS { self.resolve_ref(r) } else { None };
             let n = match target {
                 Some(t) => self.node_hops(At::new(t), hops + 1),
                 None => Node::Opaque(&m["$ref"], "$ref"),
@@ -236,14 +222,7 @@ impl<'a> Doc<'a> {
         for crit in [Crit::All, Crit::Any, Crit::One] {
             if let Some(subs) = m.get(crit.keyword()).and_then(Value::as_array) {
                 let subs = subs.iter().map(At::new).collect();
-                parts.push((
-                    crit.keyword(),
-                    Node::Combined {
-                        crit,
-                        subs,
-                        key: crit.keyword(),
-                    },
-                ));
+                parts.push((crit.keyword(), Node::Combined { crit, subs, key: crit.keyword() }));
             }
         }
         if m.contains_key("if") {
@@ -251,33 +230,15 @@ impl<'a> Doc<'a> {
         }
         let types: Vec<Ty> = match m.get("type") {
             Some(Value::String(s)) => Ty::parse(s).into_iter().collect(),
-            Some(Value::Array(ts)) => ts
-                .iter()
-                .filter_map(Value::as_str)
-                .filter_map(Ty::parse)
-                .collect(),
+            Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).filter_map(Ty::parse).collect(),
             _ => sniff_types(m),
         };
         match types.len() {
             0 => {}
             1 => parts.push(("type", Node::Typed(types[0], m))),
             _ => {
-                let subs = types
-                    .iter()
-                    .map(|t| At {
-                        value: at.value,
-                        only: Some(*t),
-                        part: None,
-                    })
-                    .collect();
-                parts.push((
-                    "type",
-                    Node::Combined {
-                        crit: Crit::Any,
-                        subs,
-                        key: "type",
-                    },
-                ));
+                let subs = types.iter().map(|t| At { value: at.value, only: Some(*t), part: None }).collect();
+                parts.push(("type", Node::Combined { crit: Crit::Any, subs, key: "type" }));
             }
         }
         if let Some(want) = at.part {
@@ -289,20 +250,7 @@ impl<'a> Doc<'a> {
         match parts.len() {
             0 => Node::Empty,
             1 => parts.pop().map(|(_, n)| n).unwrap_or(Node::Empty),
-            _ => Node::Conj(
-                parts
-                    .iter()
-                    .map(|(k, _)| {
-                        (
-                            *k,
-                            At {
-                                part: Some(*k),
-                                ..at
-                            },
-                        )
-                    })
-                    .collect(),
-            ),
+            _ => Node::Conj(parts.iter().map(|(k, _)| (*k, At { part: Some(*k), ..at })).collect()),
         }
     }
 
@@ -322,11 +270,7 @@ impl<'a> Doc<'a> {
             if v.get("default").is_some() {
                 return true;
             }
-            match v
-                .get("$ref")
-                .and_then(Value::as_str)
-                .and_then(|r| self.resolve_ref(r))
-            {
+            match v.get("$ref").and_then(Value::as_str).and_then(|r| self.resolve_ref(r)) {
                 Some(t) => v = t,
                 None => return false,
             }

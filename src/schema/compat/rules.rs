@@ -55,22 +55,12 @@ impl<'a, 's> Ctx<'a, 's> {
     /// A scratch context at the same place, for trying a comparison whose
     /// findings are kept only if it turns out compatible.
     fn sub(&self) -> Self {
-        Ctx {
-            o: self.o,
-            u: self.u,
-            path: self.path.clone(),
-            diffs: Vec::new(),
-            active: self.active,
-        }
+        Ctx { o: self.o, u: self.u, path: self.path.clone(), diffs: Vec::new(), active: self.active }
     }
 
     /// As [`Ctx::sub`], with writer and reader exchanged (for `not`).
     fn swapped(&self) -> Self {
-        Ctx {
-            o: self.u,
-            u: self.o,
-            ..self.sub()
-        }
+        Ctx { o: self.u, u: self.o, ..self.sub() }
     }
 
     fn compatible(&self) -> bool {
@@ -101,13 +91,8 @@ impl<'a, 's> Ctx<'a, 's> {
 /// Every difference from `original` (writer) to `update` (reader).
 pub(super) fn diff(original: &Value, update: &Value) -> Vec<Diff> {
     let active = RefCell::new(HashSet::new());
-    let mut ctx = Ctx {
-        o: Doc::new(original),
-        u: Doc::new(update),
-        path: Vec::new(),
-        diffs: Vec::new(),
-        active: &active,
-    };
+    let mut ctx =
+        Ctx { o: Doc::new(original), u: Doc::new(update), path: Vec::new(), diffs: Vec::new(), active: &active };
     compare(&mut ctx, At::new(original), At::new(update));
     ctx.diffs
 }
@@ -166,19 +151,13 @@ fn compare_nodes<'a>(ctx: &mut Ctx<'a, '_>, o: At<'a>, no: &Node<'a>, u: At<'a>,
     }
     match (no, nu) {
         (Node::Conj(_), _) | (_, Node::Conj(_)) => conjunction(ctx, o, no, u, nu),
-        (Node::Typed(a, ma), Node::Typed(b, mb)) if a.class() == b.class() => {
-            typed(ctx, *a, ma, *b, mb)
-        }
+        (Node::Typed(a, ma), Node::Typed(b, mb)) if a.class() == b.class() => typed(ctx, *a, ma, *b, mb),
         (Node::Enum(a, kw), Node::Enum(b, _)) => enums(ctx, a, b, kw),
         (Node::Not(a), Node::Not(b)) => ctx.within("not", |ctx| {
             // `not` flips the direction: the reader must exclude no more than the writer did.
             let mut s = ctx.swapped();
             compare(&mut s, *b, *a);
-            ctx.add(if s.compatible() {
-                NOT_TYPE_NARROWED
-            } else {
-                NOT_TYPE_EXTENDED
-            });
+            ctx.add(if s.compatible() { NOT_TYPE_NARROWED } else { NOT_TYPE_EXTENDED });
         }),
         (Node::Combined { .. }, Node::Combined { .. }) => combined(ctx, no, nu),
         (Node::Opaque(a, _), Node::Opaque(b, _)) if a == b => {}
@@ -212,13 +191,7 @@ fn conjunction<'a>(ctx: &mut Ctx<'a, '_>, o: At<'a>, no: &Node<'a>, u: At<'a>, n
     }
 }
 
-fn typed<'a>(
-    ctx: &mut Ctx<'a, '_>,
-    a: Ty,
-    ma: &'a Map<String, Value>,
-    b: Ty,
-    mb: &'a Map<String, Value>,
-) {
+fn typed<'a>(ctx: &mut Ctx<'a, '_>, a: Ty, ma: &'a Map<String, Value>, b: Ty, mb: &'a Map<String, Value>) {
     match a.class() {
         Ty::String => string(ctx, ma, mb),
         Ty::Number => number(ctx, a, ma, b, mb),
@@ -232,13 +205,7 @@ fn typed<'a>(
 type Bound = [&'static str; 4];
 
 /// Compares one numeric keyword, as every `*SchemaDiff.compareAttributes` does.
-fn bound(
-    ctx: &mut Ctx<'_, '_>,
-    o: &Map<String, Value>,
-    u: &Map<String, Value>,
-    kw: &str,
-    r: Bound,
-) {
+fn bound(ctx: &mut Ctx<'_, '_>, o: &Map<String, Value>, u: &Map<String, Value>, kw: &str, r: Bound) {
     let num = |m: &Map<String, Value>| m.get(kw).and_then(Value::as_f64);
     let rule = match (num(o), num(u)) {
         (None, Some(_)) => r[0],
@@ -251,30 +218,8 @@ fn bound(
 }
 
 fn string(ctx: &mut Ctx<'_, '_>, o: &Map<String, Value>, u: &Map<String, Value>) {
-    bound(
-        ctx,
-        o,
-        u,
-        "maxLength",
-        [
-            MAX_LENGTH_ADDED,
-            MAX_LENGTH_REMOVED,
-            MAX_LENGTH_INCREASED,
-            MAX_LENGTH_DECREASED,
-        ],
-    );
-    bound(
-        ctx,
-        o,
-        u,
-        "minLength",
-        [
-            MIN_LENGTH_ADDED,
-            MIN_LENGTH_REMOVED,
-            MIN_LENGTH_INCREASED,
-            MIN_LENGTH_DECREASED,
-        ],
-    );
+    bound(ctx, o, u, "maxLength", [MAX_LENGTH_ADDED, MAX_LENGTH_REMOVED, MAX_LENGTH_INCREASED, MAX_LENGTH_DECREASED]);
+    bound(ctx, o, u, "minLength", [MIN_LENGTH_ADDED, MIN_LENGTH_REMOVED, MIN_LENGTH_INCREASED, MIN_LENGTH_DECREASED]);
     let rule = match (o.get("pattern"), u.get("pattern")) {
         (None, Some(_)) => PATTERN_ADDED,
         (Some(_), None) => PATTERN_REMOVED,
@@ -285,53 +230,21 @@ fn string(ctx: &mut Ctx<'_, '_>, o: &Map<String, Value>, u: &Map<String, Value>)
 }
 
 fn number(ctx: &mut Ctx<'_, '_>, a: Ty, o: &Map<String, Value>, b: Ty, u: &Map<String, Value>) {
-    bound(
-        ctx,
-        o,
-        u,
-        "maximum",
-        [
-            MAXIMUM_ADDED,
-            MAXIMUM_REMOVED,
-            MAXIMUM_INCREASED,
-            MAXIMUM_DECREASED,
-        ],
-    );
-    bound(
-        ctx,
-        o,
-        u,
-        "minimum",
-        [
-            MINIMUM_ADDED,
-            MINIMUM_REMOVED,
-            MINIMUM_INCREASED,
-            MINIMUM_DECREASED,
-        ],
-    );
+    bound(ctx, o, u, "maximum", [MAXIMUM_ADDED, MAXIMUM_REMOVED, MAXIMUM_INCREASED, MAXIMUM_DECREASED]);
+    bound(ctx, o, u, "minimum", [MINIMUM_ADDED, MINIMUM_REMOVED, MINIMUM_INCREASED, MINIMUM_DECREASED]);
     bound(
         ctx,
         o,
         u,
         "exclusiveMaximum",
-        [
-            EXCLUSIVE_MAXIMUM_ADDED,
-            EXCLUSIVE_MAXIMUM_REMOVED,
-            EXCLUSIVE_MAXIMUM_INCREASED,
-            EXCLUSIVE_MAXIMUM_DECREASED,
-        ],
+        [EXCLUSIVE_MAXIMUM_ADDED, EXCLUSIVE_MAXIMUM_REMOVED, EXCLUSIVE_MAXIMUM_INCREASED, EXCLUSIVE_MAXIMUM_DECREASED],
     );
     bound(
         ctx,
         o,
         u,
         "exclusiveMinimum",
-        [
-            EXCLUSIVE_MINIMUM_ADDED,
-            EXCLUSIVE_MINIMUM_REMOVED,
-            EXCLUSIVE_MINIMUM_INCREASED,
-            EXCLUSIVE_MINIMUM_DECREASED,
-        ],
+        [EXCLUSIVE_MINIMUM_ADDED, EXCLUSIVE_MINIMUM_REMOVED, EXCLUSIVE_MINIMUM_INCREASED, EXCLUSIVE_MINIMUM_DECREASED],
     );
     let step = |m: &Map<String, Value>| m.get("multipleOf").and_then(Value::as_f64);
     let rule = match (step(o), step(u)) {
@@ -377,17 +290,7 @@ fn enums(ctx: &mut Ctx<'_, '_>, a: &[&Value], b: &[&Value], kw: &str) {
 /// Confluent's `CombinedSchemaDiff`: the combinator, then a maximum matching
 /// of writer branches to reader branches that can read them.
 fn combined<'a>(ctx: &mut Ctx<'a, '_>, no: &Node<'a>, nu: &Node<'a>) {
-    let (
-        Node::Combined {
-            crit: ca,
-            subs: sa,
-            key: ka,
-        },
-        Node::Combined {
-            crit: cb, subs: sb, ..
-        },
-    ) = (no, nu)
-    else {
+    let (Node::Combined { crit: ca, subs: sa, key: ka }, Node::Combined { crit: cb, subs: sb, .. }) = (no, nu) else {
         return;
     };
     let changed = match (ca == cb, cb) {
@@ -452,12 +355,7 @@ fn combined<'a>(ctx: &mut Ctx<'a, '_>, no: &Node<'a>, nu: &Node<'a>) {
 
 /// Maximum bipartite matching (Kuhn's augmenting paths); unions are small.
 fn max_matching<T>(edges: &[Vec<Option<T>>], right: usize) -> Vec<(usize, usize)> {
-    fn augment<T>(
-        i: usize,
-        e: &[Vec<Option<T>>],
-        seen: &mut [bool],
-        owner: &mut [Option<usize>],
-    ) -> bool {
+    fn augment<T>(i: usize, e: &[Vec<Option<T>>], seen: &mut [bool], owner: &mut [Option<usize>]) -> bool {
         for j in 0..seen.len() {
             if e[i][j].is_some() && !seen[j] {
                 seen[j] = true;
@@ -474,9 +372,5 @@ fn max_matching<T>(edges: &[Vec<Option<T>>], right: usize) -> Vec<(usize, usize)
         let mut seen = vec![false; right];
         augment(i, edges, &mut seen, &mut owner);
     }
-    owner
-        .iter()
-        .enumerate()
-        .filter_map(|(j, i)| i.map(|i| (i, j)))
-        .collect()
+    owner.iter().enumerate().filter_map(|(j, i)| i.map(|i| (i, j))).collect()
 }

@@ -3,17 +3,11 @@ use super::*;
 use serde_json::json;
 
 pub(super) fn backward(old: Value, new: Value) -> Vec<(&'static str, String)> {
-    check(Compatibility::Backward, &[&old], &new)
-        .into_iter()
-        .map(|i| (i.rule, i.path))
-        .collect()
+    check(Compatibility::Backward, &[&old], &new).into_iter().map(|i| (i.rule, i.path)).collect()
 }
 
 pub(super) fn forward(old: Value, new: Value) -> Vec<(&'static str, String)> {
-    check(Compatibility::Forward, &[&old], &new)
-        .into_iter()
-        .map(|i| (i.rule, i.path))
-        .collect()
+    check(Compatibility::Forward, &[&old], &new).into_iter().map(|i| (i.rule, i.path)).collect()
 }
 
 pub(super) fn one(rule: &'static str, path: &str) -> Vec<(&'static str, String)> {
@@ -30,9 +24,7 @@ pub(super) fn obj(props: Value, required: &[&str], open: bool) -> Value {
 }
 
 pub(super) fn has(old: &Value, new: &Value, rule: &str, path: &str) -> bool {
-    differences(old, new)
-        .iter()
-        .any(|(r, p)| *r == rule && p == path)
+    differences(old, new).iter().any(|(r, p)| *r == rule && p == path)
 }
 
 // --- compatible evolutions -------------------------------------------------
@@ -40,35 +32,17 @@ pub(super) fn has(old: &Value, new: &Value, rule: &str, path: &str) -> bool {
 #[test]
 fn optional_property_added_to_closed_model_is_compatible() {
     let v1 = obj(json!({"id": {"type": "string"}}), &["id"], false);
-    let v2 = obj(
-        json!({"id": {"type": "string"}, "note": {"type": "string"}}),
-        &["id"],
-        false,
-    );
+    let v2 = obj(json!({"id": {"type": "string"}, "note": {"type": "string"}}), &["id"], false);
     assert_eq!(backward(v1.clone(), v2.clone()), []);
-    assert!(has(
-        &v1,
-        &v2,
-        OPTIONAL_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL,
-        "#/properties/note"
-    ));
+    assert!(has(&v1, &v2, OPTIONAL_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL, "#/properties/note"));
 }
 
 #[test]
 fn property_removed_from_open_model_is_compatible() {
-    let v1 = obj(
-        json!({"id": {"type": "string"}, "note": {"type": "string"}}),
-        &["id"],
-        true,
-    );
+    let v1 = obj(json!({"id": {"type": "string"}, "note": {"type": "string"}}), &["id"], true);
     let v2 = obj(json!({"id": {"type": "string"}}), &["id"], true);
     assert_eq!(backward(v1.clone(), v2.clone()), []);
-    assert!(has(
-        &v1,
-        &v2,
-        PROPERTY_REMOVED_FROM_OPEN_CONTENT_MODEL,
-        "#/properties/note"
-    ));
+    assert!(has(&v1, &v2, PROPERTY_REMOVED_FROM_OPEN_CONTENT_MODEL, "#/properties/note"));
 }
 
 #[test]
@@ -111,11 +85,7 @@ fn widenings_are_compatible() {
         (REQUIRED_ATTRIBUTE_REMOVED, "#/required/s"),
         (ADDITIONAL_PROPERTIES_ADDED, "#/additionalProperties"),
     ] {
-        assert!(
-            has(&v1, &v2, rule, path),
-            "{rule} at {path}: {:?}",
-            differences(&v1, &v2)
-        );
+        assert!(has(&v1, &v2, rule, path), "{rule} at {path}: {:?}", differences(&v1, &v2));
     }
 }
 
@@ -143,41 +113,20 @@ fn forward_and_full_swap_the_reader() {
     // Adding a required property to an open model: old readers ignore it (forward
     // compatible), new readers cannot trust old data (backward incompatible).
     let v1 = obj(json!({"id": {"type": "string"}}), &["id"], true);
-    let v2 = obj(
-        json!({"id": {"type": "string"}, "model": {"type": "string"}}),
-        &["id", "model"],
-        true,
-    );
+    let v2 = obj(json!({"id": {"type": "string"}, "model": {"type": "string"}}), &["id", "model"], true);
     assert_eq!(forward(v1.clone(), v2.clone()), []);
     assert_eq!(
         backward(v1.clone(), v2.clone()),
-        one(
-            REQUIRED_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL,
-            "#/properties/model"
-        )
+        one(REQUIRED_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL, "#/properties/model")
     );
     let full = check(Compatibility::Full, &[&v1], &v2);
     assert_eq!(full.len(), 1);
-    assert!(
-        full[0].message.starts_with("backward:"),
-        "{}",
-        full[0].message
-    );
+    assert!(full[0].message.starts_with("backward:"), "{}", full[0].message);
     // Adding an optional property to a closed model is backward compatible, but an old
     // closed reader rejects events that carry it.
     let c1 = obj(json!({"id": {"type": "string"}}), &["id"], false);
-    let c2 = obj(
-        json!({"id": {"type": "string"}, "note": {"type": "string"}}),
-        &["id"],
-        false,
-    );
-    assert_eq!(
-        forward(c1, c2),
-        one(
-            PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL,
-            "#/properties/note"
-        )
-    );
+    let c2 = obj(json!({"id": {"type": "string"}, "note": {"type": "string"}}), &["id"], false);
+    assert_eq!(forward(c1, c2), one(PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL, "#/properties/note"));
 }
 
 #[test]
@@ -188,15 +137,8 @@ fn transitive_checks_every_earlier_version() {
     assert_eq!(check(Compatibility::Backward, &[&v1, &v2], &v3), []);
     let found = check(Compatibility::BackwardTransitive, &[&v1, &v2], &v3);
     assert_eq!(found.len(), 1);
-    assert_eq!(
-        (found[0].rule, found[0].path.as_str()),
-        (PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL, "#/properties/b")
-    );
-    assert!(
-        found[0].message.contains("previous schema 1 of 2"),
-        "{}",
-        found[0].message
-    );
+    assert_eq!((found[0].rule, found[0].path.as_str()), (PROPERTY_REMOVED_FROM_CLOSED_CONTENT_MODEL, "#/properties/b"));
+    assert!(found[0].message.contains("previous schema 1 of 2"), "{}", found[0].message);
     assert_eq!(check(Compatibility::None, &[&v1, &v2], &json!(false)), []);
     assert_eq!(check(Compatibility::FullTransitive, &[], &v1), []);
 }
@@ -206,10 +148,7 @@ fn compatibility_names() {
     for c in Compatibility::ALL {
         assert_eq!(c.as_str().parse::<Compatibility>(), Ok(c));
         assert_eq!(serde_json::to_value(c).unwrap(), json!(c.as_str()));
-        assert_eq!(
-            serde_json::from_value::<Compatibility>(json!(c.as_str())).unwrap(),
-            c
-        );
+        assert_eq!(serde_json::from_value::<Compatibility>(json!(c.as_str())).unwrap(), c);
     }
     assert_eq!("FULL_TRANSITIVE".parse(), Ok(Compatibility::FullTransitive));
     assert!("sideways".parse::<Compatibility>().is_err());
@@ -219,13 +158,7 @@ fn compatibility_names() {
 #[test]
 fn every_compatible_change_is_a_known_rule_and_defaults_are_not_among_them() {
     assert!(!is_compatible_change(REQUIRED_ATTRIBUTE_WITH_DEFAULT_ADDED));
-    assert!(!is_compatible_change(
-        REQUIRED_PROPERTY_WITH_DEFAULT_ADDED_TO_UNOPEN_CONTENT_MODEL
-    ));
-    assert!(is_compatible_change(
-        OPTIONAL_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL
-    ));
-    assert!(!is_compatible_change(
-        OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL
-    ));
+    assert!(!is_compatible_change(REQUIRED_PROPERTY_WITH_DEFAULT_ADDED_TO_UNOPEN_CONTENT_MODEL));
+    assert!(is_compatible_change(OPTIONAL_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL));
+    assert!(!is_compatible_change(OPTIONAL_PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL));
 }

@@ -103,27 +103,12 @@ pub(super) mod tests {
         }) || (nan_true && x.is_nan())
     }
 
-    const SPECIALS: [f32; 10] = [
-        0.0,
-        -0.0,
-        1.5,
-        -1.5,
-        1e-30,
-        f32::MAX,
-        f32::MIN,
-        f32::INFINITY,
-        f32::NEG_INFINITY,
-        3.0,
-    ];
+    const SPECIALS: [f32; 10] =
+        [0.0, -0.0, 1.5, -1.5, 1e-30, f32::MAX, f32::MIN, f32::INFINITY, f32::NEG_INFINITY, 3.0];
 
     #[test]
     fn canonical_form_matches_every_mode() {
-        let modes = [
-            NodeMode::BranchLeq,
-            NodeMode::BranchLt,
-            NodeMode::BranchGte,
-            NodeMode::BranchGt,
-        ];
+        let modes = [NodeMode::BranchLeq, NodeMode::BranchLt, NodeMode::BranchGte, NodeMode::BranchGt];
         for mode in modes {
             for nan_true in [false, true] {
                 for &t in &SPECIALS {
@@ -132,12 +117,7 @@ pub(super) mod tests {
                         continue;
                     };
                     let mut xs = SPECIALS.to_vec();
-                    xs.extend([
-                        f32::NAN,
-                        t,
-                        t.pred().unwrap_or(t),
-                        -(-t).pred().unwrap_or(t),
-                    ]);
+                    xs.extend([f32::NAN, t, t.pred().unwrap_or(t), -(-t).pred().unwrap_or(t)]);
                     for x in xs {
                         let xe = if negated { -x } else { x };
                         let left = xe <= u;

@@ -65,20 +65,8 @@ const AGG_MAX: u8 = 2;
 fn merge<T: Real, const AGG: u8>(acc: &mut Score<T>, v: T) {
     match AGG {
         AGG_SUM => acc.score = acc.score + v,
-        AGG_MIN => {
-            acc.score = if !acc.has || v < acc.score {
-                v
-            } else {
-                acc.score
-            }
-        }
-        _ => {
-            acc.score = if !acc.has || v > acc.score {
-                v
-            } else {
-                acc.score
-            }
-        }
+        AGG_MIN => acc.score = if !acc.has || v < acc.score { v } else { acc.score },
+        _ => acc.score = if !acc.has || v > acc.score { v } else { acc.score },
     }
     acc.has = true;
 }
@@ -118,12 +106,7 @@ impl<T: Real> Evaluator<T> {
     ) -> TractResult<()> {
         let nf = self.forest.n_features;
         if nf > n_cols {
-            bail!(
-                "{}: the trees read feature {} but the input has {} columns",
-                self.op_name(),
-                nf - 1,
-                n_cols
-            );
+            bail!("{}: the trees read feature {} but the input has {} columns", self.op_name(), nf - 1, n_cols);
         }
         if x.len() != n_rows * n_cols || scores.len() != n_rows * self.n_outputs {
             bail!("{}: inconsistent buffer sizes", self.op_name());
@@ -153,9 +136,7 @@ impl<T: Real> Evaluator<T> {
             match &self.forest.nodes {
                 Nodes::Perfect(trees) => self.accumulate(xe, width, acc, &PerfectWalk(trees)),
                 Nodes::Fast(nodes) => self.accumulate(xe, width, acc, &FastWalk(nodes, roots)),
-                Nodes::General(nodes) => {
-                    self.accumulate(xe, width, acc, &GeneralWalk(nodes, roots))
-                }
+                Nodes::General(nodes) => self.accumulate(xe, width, acc, &GeneralWalk(nodes, roots)),
             }
             for r in 0..rows {
                 let row = chunk_start + r;
@@ -195,22 +176,14 @@ impl<T: Real> Evaluator<T> {
     #[inline(always)]
     fn accumulate<W: Walk<T>>(&self, xe: &[T], width: usize, acc: &mut [Score<T>], walk: &W) {
         match self.aggregate {
-            Aggregate::Sum | Aggregate::Average => {
-                self.accumulate_agg::<W, AGG_SUM>(xe, width, acc, walk)
-            }
+            Aggregate::Sum | Aggregate::Average => self.accumulate_agg::<W, AGG_SUM>(xe, width, acc, walk),
             Aggregate::Min => self.accumulate_agg::<W, AGG_MIN>(xe, width, acc, walk),
             Aggregate::Max => self.accumulate_agg::<W, AGG_MAX>(xe, width, acc, walk),
         }
     }
 
     #[inline(always)]
-    fn accumulate_agg<W: Walk<T>, const AGG: u8>(
-        &self,
-        xe: &[T],
-        width: usize,
-        acc: &mut [Score<T>],
-        walk: &W,
-    ) {
+    fn accumulate_agg<W: Walk<T>, const AGG: u8>(&self, xe: &[T], width: usize, acc: &mut [Score<T>], walk: &W) {
         let f = &self.forest;
         let n_out = self.n_outputs;
         let rows = acc.len() / n_out;
@@ -243,13 +216,7 @@ impl<T: Real> Evaluator<T> {
         for t in 0..f.roots.len() {
             for first in (0..rows).step_by(LANES) {
                 let n = LANES.min(rows - first);
-                walk.walk(
-                    t,
-                    &xe[first * width..(first + n) * width],
-                    width,
-                    n,
-                    &mut leaves,
-                );
+                walk.walk(t, &xe[first * width..(first + n) * width], width, n, &mut leaves);
                 for (l, &leaf) in leaves[..n].iter().enumerate() {
                     let a = &mut acc[(first + l) * n_out..][..n_out];
                     if n_out == 1 {
@@ -318,12 +285,7 @@ mod tests {
 
     /// Walks the spec by node ids with onnxruntime's comparisons.
     fn reference_leaf(nodes: &[SpecNode], tree: i64, x: &[f32]) -> i64 {
-        let find = |id: i64| {
-            nodes
-                .iter()
-                .find(|n| n.tree_id == tree && n.node_id == id)
-                .unwrap()
-        };
+        let find = |id: i64| nodes.iter().find(|n| n.tree_id == tree && n.node_id == id).unwrap();
         let mut n = nodes.iter().find(|n| n.tree_id == tree).unwrap();
         while n.mode != NodeMode::Leaf {
             let cond = ort_condition(n.mode, x[n.feature], n.value as f32, n.missing_tracks_true);
@@ -335,19 +297,7 @@ mod tests {
     #[test]
     fn flattened_walks_match_reference_walks() {
         let mut rng = Rng(0x9e3779b97f4a7c15);
-        let xs = [
-            f32::NAN,
-            -1.0,
-            -0.7,
-            -0.5,
-            0.0,
-            0.5,
-            0.6,
-            1.0,
-            2.0,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-        ];
+        let xs = [f32::NAN, -1.0, -0.7, -0.5, 0.0, 0.5, 0.6, 1.0, 2.0, f32::INFINITY, f32::NEG_INFINITY];
         for _ in 0..300 {
             let mut nodes = vec![];
             let n_trees = 1 + rng.below(4);
@@ -358,14 +308,7 @@ mod tests {
             let weights: Vec<_> = nodes
                 .iter()
                 .filter(|n| n.mode == NodeMode::Leaf)
-                .map(|n| {
-                    weight(
-                        n.tree_id,
-                        n.node_id,
-                        0,
-                        (n.node_id + 1) as f64 * 32f64.powi(n.tree_id as i32),
-                    )
-                })
+                .map(|n| weight(n.tree_id, n.node_id, 0, (n.node_id + 1) as f64 * 32f64.powi(n.tree_id as i32)))
                 .collect();
             let spec = regressor(nodes.clone(), weights);
             let eval = Evaluator::<f32>::build(&spec).unwrap();
@@ -378,12 +321,7 @@ mod tests {
                 let expected: f64 = (0..n_trees as i64)
                     .map(|t| (reference_leaf(&nodes, t, row) + 1) as f64 * 32f64.powi(t as i32))
                     .sum();
-                assert_eq!(
-                    out[r] as f64,
-                    expected as f32 as f64,
-                    "row {row:?} layout {}",
-                    eval.forest.layout()
-                );
+                assert_eq!(out[r] as f64, expected as f32 as f64, "row {row:?} layout {}", eval.forest.layout());
             }
         }
     }
@@ -391,17 +329,11 @@ mod tests {
     #[test]
     fn too_narrow_input_is_an_error() {
         let spec = regressor(
-            vec![
-                node(0, 0, NodeMode::BranchLeq, 4, 0.0, 1, 2),
-                leaf(0, 1),
-                leaf(0, 2),
-            ],
+            vec![node(0, 0, NodeMode::BranchLeq, 4, 0.0, 1, 2), leaf(0, 1), leaf(0, 2)],
             vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 1.0)],
         );
         let e = Evaluator::<f32>::build(&spec).unwrap();
-        let err = e
-            .eval(&[0f32; 2], 1, 2, |v| v, &mut [0f32], &mut [])
-            .unwrap_err();
+        let err = e.eval(&[0f32; 2], 1, 2, |v| v, &mut [0f32], &mut []).unwrap_err();
         assert!(err.to_string().contains("feature 4"), "{err}");
     }
 
@@ -409,44 +341,26 @@ mod tests {
     fn deep_trees_use_pointer_layout_and_match_reference() {
         // Chains 30 deep: too deep for the complete layout.
         let mut rng = Rng(42);
-        let modes = [
-            NodeMode::BranchLeq,
-            NodeMode::BranchLt,
-            NodeMode::BranchGte,
-            NodeMode::BranchGt,
-        ];
+        let modes = [NodeMode::BranchLeq, NodeMode::BranchLt, NodeMode::BranchGte, NodeMode::BranchGt];
         let mut nodes = vec![];
         let mut weights = vec![];
         for tree in 0..3i64 {
             for id in 0..30i64 {
                 let mode = modes[rng.below(4)];
                 let value = GRID[rng.below(GRID.len() - 1)] as f64;
-                let (t, f) = if rng.below(2) == 0 {
-                    (id + 100, id + 1)
-                } else {
-                    (id + 1, id + 100)
-                };
+                let (t, f) = if rng.below(2) == 0 { (id + 100, id + 1) } else { (id + 1, id + 100) };
                 let mut n = node(tree, id, mode, rng.below(3), value, t, f);
                 n.missing_tracks_true = rng.below(2) == 0;
                 nodes.push(n);
                 nodes.push(leaf(tree, id + 100));
-                weights.push(weight(
-                    tree,
-                    id + 100,
-                    0,
-                    (id + 1) as f64 * 64f64.powi(tree as i32),
-                ));
+                weights.push(weight(tree, id + 100, 0, (id + 1) as f64 * 64f64.powi(tree as i32)));
             }
             nodes.push(leaf(tree, 30));
             weights.push(weight(tree, 30, 0, 31.0 * 64f64.powi(tree as i32)));
         }
         let spec = regressor(nodes.clone(), weights);
         let eval = Evaluator::<f32>::build(&spec).unwrap();
-        assert!(
-            matches!(eval.forest.nodes, Nodes::Fast(_)),
-            "{}",
-            eval.forest.layout()
-        );
+        assert!(matches!(eval.forest.nodes, Nodes::Fast(_)), "{}", eval.forest.layout());
         let xs = [f32::NAN, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, f32::INFINITY];
         let rows = 100;
         let x: Vec<f32> = (0..rows * 3).map(|_| xs[rng.below(xs.len())]).collect();
@@ -466,15 +380,11 @@ mod tests {
 
     #[test]
     fn leaf_only_trees_read_no_feature() {
-        let spec = regressor(
-            vec![leaf(0, 0), leaf(1, 0)],
-            vec![weight(0, 0, 0, 1.5), weight(1, 0, 0, 2.0)],
-        );
+        let spec = regressor(vec![leaf(0, 0), leaf(1, 0)], vec![weight(0, 0, 0, 1.5), weight(1, 0, 0, 2.0)]);
         let e = Evaluator::<f32>::build(&spec).unwrap();
         for rows in [1, 8, 11] {
             let mut out = vec![0f32; rows];
-            e.eval(&vec![0f32; rows * 2], rows, 2, |v| v, &mut out, &mut [])
-                .unwrap();
+            e.eval(&vec![0f32; rows * 2], rows, 2, |v| v, &mut out, &mut []).unwrap();
             assert!(out.iter().all(|&v| v == 3.5), "{out:?}");
         }
     }

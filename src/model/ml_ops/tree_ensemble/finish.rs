@@ -14,11 +14,7 @@ impl<T: Real> Evaluator<T> {
     /// One output column: onnxruntime's `FinalizeScores1`, where only PROBIT
     /// is applied and a single base value is the origin.
     pub(super) fn finish_single(&self, p: Score<T>) -> f32 {
-        let origin = if self.base.len() == 1 {
-            self.base[0]
-        } else {
-            T::default()
-        };
+        let origin = if self.base.len() == 1 { self.base[0] } else { T::default() };
         let score = match self.aggregate {
             Aggregate::Sum => p.score + origin,
             Aggregate::Average => p.score / T::from_usize(self.forest.roots.len()) + origin,
@@ -62,10 +58,7 @@ impl<T: Real> Evaluator<T> {
                 if p.has {
                     p.score = p.score + b;
                 } else {
-                    *p = Score {
-                        score: b,
-                        has: true,
-                    };
+                    *p = Score { score: b, has: true };
                 }
             }
             let mut best: Option<(usize, T)> = None;
@@ -108,14 +101,7 @@ impl<T: Real> Evaluator<T> {
             }
             _ => (),
         }
-        let (s0, s1) = (
-            preds[0],
-            if n == 2 && preds[1].has {
-                preds[1]
-            } else {
-                Score::default()
-            },
-        );
+        let (s0, s1) = (preds[0], if n == 2 && preds[1].has { preds[1] } else { Score::default() });
         let pos_weight = if s1.has {
             s1.score
         } else if s0.has {
@@ -161,14 +147,7 @@ mod tests {
             ws.push(weight(0, 2, c, b));
         }
         let distinct: std::collections::HashSet<i64> = weights.iter().map(|w| w.0).collect();
-        let mut spec = regressor(
-            vec![
-                node(0, 0, NodeMode::BranchLeq, 0, 0.0, 1, 2),
-                leaf(0, 1),
-                leaf(0, 2),
-            ],
-            ws,
-        );
+        let mut spec = regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.0, 1, 2), leaf(0, 1), leaf(0, 2)], ws);
         spec.n_outputs = labels.len();
         spec.post_transform = post;
         spec.base_values = base;
@@ -183,20 +162,14 @@ mod tests {
     fn run(e: &Evaluator<f32>, x: &[f32]) -> (Vec<f32>, Vec<i64>) {
         let mut scores = vec![0f32; x.len() * e.n_outputs];
         let mut labels = vec![0i64; x.len()];
-        e.eval(x, x.len(), 1, |v| v, &mut scores, &mut labels)
-            .unwrap();
+        e.eval(x, x.len(), 1, |v| v, &mut scores, &mut labels).unwrap();
         (scores, labels)
     }
 
     #[test]
     fn binary_logistic_with_one_scored_class() {
         // Gradient-boosting export: every weight on class 0, one base value.
-        let e = stump_classifier(
-            vec![0, 1],
-            vec![(0, -1.0, 2.0)],
-            vec![0.5],
-            PostTransform::Logistic,
-        );
+        let e = stump_classifier(vec![0, 1], vec![(0, -1.0, 2.0)], vec![0.5], PostTransform::Logistic);
         let (scores, labels) = run(&e, &[-1.0, 1.0]);
         let p = |s: f32| logistic(s);
         assert_eq!(scores, vec![p(0.5), p(-0.5), p(-2.5), p(2.5)]);
@@ -223,12 +196,7 @@ mod tests {
     #[test]
     fn binary_with_both_classes_labels_like_onnxruntime() {
         // Not the "binary case": onnxruntime reports the literal 1/0.
-        let e = stump_classifier(
-            vec![3, 7],
-            vec![(0, 0.9, 0.2), (1, 0.1, 0.8)],
-            vec![],
-            PostTransform::None,
-        );
+        let e = stump_classifier(vec![3, 7], vec![(0, 0.9, 0.2), (1, 0.1, 0.8)], vec![], PostTransform::None);
         let (scores, labels) = run(&e, &[-1.0, 1.0]);
         assert_eq!(scores, vec![0.9, 0.1, 0.2, 0.8]);
         assert_eq!(labels, vec![1, 1]);
@@ -251,17 +219,8 @@ mod tests {
 
     #[test]
     fn single_target_aggregates() {
-        let nodes = vec![
-            node(0, 0, NodeMode::BranchLeq, 0, 0.0, 1, 2),
-            leaf(0, 1),
-            leaf(0, 2),
-            leaf(1, 0),
-        ];
-        let weights = vec![
-            weight(0, 1, 0, 1.0),
-            weight(0, 2, 0, 3.0),
-            weight(1, 0, 0, 2.0),
-        ];
+        let nodes = vec![node(0, 0, NodeMode::BranchLeq, 0, 0.0, 1, 2), leaf(0, 1), leaf(0, 2), leaf(1, 0)];
+        let weights = vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 3.0), weight(1, 0, 0, 2.0)];
         let mut spec = regressor(nodes, weights);
         spec.base_values = vec![10.0];
         let cases = [
@@ -274,8 +233,7 @@ mod tests {
             spec.aggregate = agg;
             let e = Evaluator::<f32>::build(&spec).unwrap();
             let mut out = [0f32; 2];
-            e.eval(&[-1f32, 1.0], 2, 1, |v| v, &mut out, &mut [])
-                .unwrap();
+            e.eval(&[-1f32, 1.0], 2, 1, |v| v, &mut out, &mut []).unwrap();
             assert_eq!(out, expected, "{agg:?}");
         }
     }

@@ -82,11 +82,7 @@ impl<T: Real> Forest<T> {
     /// For op dumps: how many branch nodes, and which walk they use.
     pub fn layout(&self) -> String {
         match &self.nodes {
-            Nodes::Perfect(p) => format!(
-                "complete depth-{} layout, {} splits",
-                p.depth,
-                p.splits.len()
-            ),
+            Nodes::Perfect(p) => format!("complete depth-{} layout, {} splits", p.depth, p.splits.len()),
             Nodes::Fast(n) => format!("canonical layout, {} branch nodes", n.len()),
             Nodes::General(n) => format!("general layout, {} branch nodes", n.len()),
         }
@@ -100,10 +96,7 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     "nodes_nodeids",
-                    format!(
-                        "node {} appears twice in tree {}",
-                        node.node_id, node.tree_id
-                    ),
+                    format!("node {} appears twice in tree {}", node.node_id, node.tree_id),
                 ));
             }
         }
@@ -113,10 +106,7 @@ impl<T: Real> Forest<T> {
             if node.mode == NodeMode::Leaf {
                 continue;
             }
-            for (attr, id) in [
-                ("nodes_truenodeids", node.true_id),
-                ("nodes_falsenodeids", node.false_id),
-            ] {
+            for (attr, id) in [("nodes_truenodeids", node.true_id), ("nodes_falsenodeids", node.false_id)] {
                 // onnxruntime bounds child ids by the total node count.
                 let child = (id >= 0 && (id as usize) < n)
                     .then(|| index.get(&(node.tree_id, id)))
@@ -143,11 +133,7 @@ impl<T: Real> Forest<T> {
         // Weights per leaf, in onnxruntime's order: sorted by (tree, node) and
         // then attribute position. Weights on branch nodes are ignored, as
         // onnxruntime does for old converters' output.
-        let w_attr = if spec.classifier.is_some() {
-            "class"
-        } else {
-            "target"
-        };
+        let w_attr = if spec.classifier.is_some() { "class" } else { "target" };
         let mut order: Vec<usize> = (0..spec.weights.len()).collect();
         order.sort_by_key(|&i| (spec.weights[i].tree_id, spec.weights[i].node_id, i));
         let mut leaf_weights: Vec<Vec<(u32, T)>> = vec![vec![]; n];
@@ -157,10 +143,7 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     &format!("{w_attr}_nodeids"),
-                    format!(
-                        "weight for missing node {} of tree {}",
-                        w.node_id, w.tree_id
-                    ),
+                    format!("weight for missing node {} of tree {}", w.node_id, w.tree_id),
                 ));
             };
             if spec.nodes[pos].mode != NodeMode::Leaf {
@@ -176,10 +159,7 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     &format!("{w_attr}_ids"),
-                    format!(
-                        "id {} out of range for {} outputs",
-                        w.output, spec.n_outputs
-                    ),
+                    format!("id {} out of range for {} outputs", w.output, spec.n_outputs),
                 ));
             };
             leaf_weights[pos].push((column, T::from_f64(w.weight)));
@@ -189,10 +169,7 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     &format!("{w_attr}_weights"),
-                    format!(
-                        "leaf {} of tree {} has no weight",
-                        node.node_id, node.tree_id
-                    ),
+                    format!("leaf {} of tree {} has no weight", node.node_id, node.tree_id),
                 ));
             }
         }
@@ -221,15 +198,8 @@ impl<T: Real> Forest<T> {
         let mut emitted: Vec<Option<u32>> = vec![None; n];
         let mut on_path = vec![false; n];
         for &start in &starts {
-            let root = forest.emit(
-                spec,
-                start,
-                &children,
-                &mut leaf_weights,
-                &mut general,
-                &mut emitted,
-                &mut on_path,
-            )?;
+            let root =
+                forest.emit(spec, start, &children, &mut leaf_weights, &mut general, &mut emitted, &mut on_path)?;
             forest.roots.push(root);
         }
         // onnxruntime builds each tree from the first node listed for it; a
@@ -246,18 +216,9 @@ impl<T: Real> Forest<T> {
                 ),
             ));
         }
-        if forest
-            .leaf_range
-            .iter()
-            .all(|(start, end)| end - start == 1)
-        {
-            forest.leaf_single = Some(
-                forest
-                    .leaf_range
-                    .iter()
-                    .map(|(start, _)| forest.weights[*start as usize])
-                    .collect(),
-            );
+        if forest.leaf_range.iter().all(|(start, end)| end - start == 1) {
+            forest.leaf_single =
+                Some(forest.leaf_range.iter().map(|(start, _)| forest.weights[*start as usize]).collect());
         }
         if let Some(single) = &forest.leaf_single {
             let first = single.first().map(|w| w.0);
@@ -265,28 +226,14 @@ impl<T: Real> Forest<T> {
                 forest.single_column = first;
             }
         }
-        forest.n_features = general
-            .iter()
-            .map(|node| node.feature as usize + 1)
-            .max()
-            .unwrap_or(0);
+        forest.n_features = general.iter().map(|node| node.feature as usize + 1).max().unwrap_or(0);
         let fast: Option<Vec<FastNode<T>>> = general
             .iter()
             .map(|g| {
-                let (negated, threshold, true_left) =
-                    canonical(g.mode, g.threshold, g.missing_tracks_true)?;
-                let (left, right) = if true_left {
-                    (g.if_true, g.if_false)
-                } else {
-                    (g.if_false, g.if_true)
-                };
+                let (negated, threshold, true_left) = canonical(g.mode, g.threshold, g.missing_tracks_true)?;
+                let (left, right) = if true_left { (g.if_true, g.if_false) } else { (g.if_false, g.if_true) };
                 let feature = g.feature + if negated { forest.n_features as u32 } else { 0 };
-                Some(FastNode {
-                    feature,
-                    threshold,
-                    left,
-                    right,
-                })
+                Some(FastNode { feature, threshold, left, right })
             })
             .collect();
         forest.nodes = match fast {
@@ -336,10 +283,7 @@ impl<T: Real> Forest<T> {
                 return Err(err(
                     spec,
                     "nodes_truenodeids",
-                    format!(
-                        "tree {} has a cycle through node {}",
-                        node.tree_id, node.node_id
-                    ),
+                    format!("tree {} has a cycle through node {}", node.tree_id, node.node_id),
                 ));
             }
             let reference = match emitted[pos] {
@@ -395,26 +339,14 @@ pub(super) mod tests {
     #[test]
     fn stump_is_flattened_with_weights_resolved() {
         let spec = regressor(
-            vec![
-                node(0, 0, NodeMode::BranchLeq, 2, 0.5, 1, 2),
-                leaf(0, 1),
-                leaf(0, 2),
-            ],
+            vec![node(0, 0, NodeMode::BranchLeq, 2, 0.5, 1, 2), leaf(0, 1), leaf(0, 2)],
             vec![weight(0, 2, 0, 7.0), weight(0, 1, 0, 3.0)],
         );
         let forest = Forest::<f32>::build(&spec).unwrap();
         assert_eq!(forest.n_features, 3);
         assert_eq!(forest.roots, vec![0]);
-        let Nodes::Perfect(trees) = &forest.nodes else {
-            panic!("expected the complete layout")
-        };
-        assert_eq!(
-            trees.splits,
-            vec![super::super::perfect::Split {
-                feature: 2,
-                threshold: 0.5
-            }]
-        );
+        let Nodes::Perfect(trees) = &forest.nodes else { panic!("expected the complete layout") };
+        assert_eq!(trees.splits, vec![super::super::perfect::Split { feature: 2, threshold: 0.5 }]);
         assert_eq!(trees.leaves, vec![0, 1]);
         assert_eq!(forest.leaf_value, vec![3.0, 7.0]);
     }
@@ -422,17 +354,10 @@ pub(super) mod tests {
     #[test]
     fn equality_modes_use_general_nodes() {
         let spec = regressor(
-            vec![
-                node(0, 0, NodeMode::BranchEq, 0, 0.5, 1, 2),
-                leaf(0, 1),
-                leaf(0, 2),
-            ],
+            vec![node(0, 0, NodeMode::BranchEq, 0, 0.5, 1, 2), leaf(0, 1), leaf(0, 2)],
             vec![weight(0, 1, 0, 1.0), weight(0, 2, 0, 2.0)],
         );
-        assert!(matches!(
-            Forest::<f32>::build(&spec).unwrap().nodes,
-            Nodes::General(_)
-        ));
+        assert!(matches!(Forest::<f32>::build(&spec).unwrap().nodes, Nodes::General(_)));
     }
 
     #[test]
@@ -446,48 +371,32 @@ pub(super) mod tests {
             vec![weight(0, 2, 0, 1.0)],
         );
         let e = build_err(&cyclic);
-        assert!(
-            e.contains("TreeEnsembleRegressor") && e.contains("cycle"),
-            "{e}"
-        );
+        assert!(e.contains("TreeEnsembleRegressor") && e.contains("cycle"), "{e}");
 
-        let dangling = regressor(
-            vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 5), leaf(0, 1)],
-            vec![weight(0, 1, 0, 1.0)],
-        );
+        let dangling =
+            regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 5), leaf(0, 1)], vec![weight(0, 1, 0, 1.0)]);
         let e = build_err(&dangling);
         assert!(e.contains("nodes_falsenodeids"), "{e}");
 
         let bare_leaf = regressor(
-            vec![
-                node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 2),
-                leaf(0, 1),
-                leaf(0, 2),
-            ],
+            vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 2), leaf(0, 1), leaf(0, 2)],
             vec![weight(0, 1, 0, 1.0)],
         );
         let e = build_err(&bare_leaf);
-        assert!(
-            e.contains("target_weights") && e.contains("no weight"),
-            "{e}"
-        );
+        assert!(e.contains("target_weights") && e.contains("no weight"), "{e}");
 
         let twice = regressor(vec![leaf(0, 0), leaf(0, 0)], vec![weight(0, 0, 0, 1.0)]);
         assert!(build_err(&twice).contains("nodes_nodeids"));
 
-        let cross_tree = regressor(
-            vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 1), leaf(1, 1)],
-            vec![weight(1, 1, 0, 1.0)],
-        );
+        let cross_tree =
+            regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 1), leaf(1, 1)], vec![weight(1, 1, 0, 1.0)]);
         assert!(build_err(&cross_tree).contains("nodes_truenodeids"));
     }
 
     #[test]
     fn shared_subtrees_are_emitted_once() {
-        let spec = regressor(
-            vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 1), leaf(0, 1)],
-            vec![weight(0, 1, 0, 1.0)],
-        );
+        let spec =
+            regressor(vec![node(0, 0, NodeMode::BranchLeq, 0, 0.5, 1, 1), leaf(0, 1)], vec![weight(0, 1, 0, 1.0)]);
         let forest = Forest::<f32>::build(&spec).unwrap();
         assert_eq!(forest.leaf_value.len(), 1);
     }

@@ -143,20 +143,12 @@ fn ints<'a>(node: &'a NodeProto, name: &str) -> TractResult<&'a [i64]> {
 
 fn check_len(node: &NodeProto, name: &str, len: usize, expected: usize) -> TractResult<()> {
     if len != expected {
-        return Err(attr_error(
-            node,
-            name,
-            format!("has {len} entries, expected {expected}"),
-        ));
+        return Err(attr_error(node, name, format!("has {len} entries, expected {expected}")));
     }
     Ok(())
 }
 
-pub fn parse(
-    ctx: &ParsingContext,
-    node: &NodeProto,
-    classifier: bool,
-) -> TractResult<EnsembleSpec> {
+pub fn parse(ctx: &ParsingContext, node: &NodeProto, classifier: bool) -> TractResult<EnsembleSpec> {
     let tree_ids = ints(node, "nodes_treeids")?;
     let n_nodes = tree_ids.len();
     let node_ids = ints(node, "nodes_nodeids")?;
@@ -175,33 +167,17 @@ pub fn parse(
     // onnxruntime reads the missing-value flags only where present: fewer
     // than nodes is fine (the rest route NaN to the false branch), more is not.
     if missing.len() > n_nodes {
-        check_len(
-            node,
-            "nodes_missing_value_tracks_true",
-            missing.len(),
-            n_nodes,
-        )?;
+        check_len(node, "nodes_missing_value_tracks_true", missing.len(), n_nodes)?;
     }
 
     let mut nodes = Vec::with_capacity(n_nodes);
     for i in 0..n_nodes {
-        let mode = NodeMode::parse(&modes[i]).ok_or_else(|| {
-            attr_error(
-                node,
-                "nodes_modes",
-                format!("unknown node mode '{}'", modes[i]),
-            )
-        })?;
+        let mode = NodeMode::parse(&modes[i])
+            .ok_or_else(|| attr_error(node, "nodes_modes", format!("unknown node mode '{}'", modes[i])))?;
         let feature = usize::try_from(feature_ids[i])
             .ok()
             .filter(|&f| f < u32::MAX as usize / 2)
-            .ok_or_else(|| {
-                attr_error(
-                    node,
-                    "nodes_featureids",
-                    format!("bad feature id {}", feature_ids[i]),
-                )
-            })?;
+            .ok_or_else(|| attr_error(node, "nodes_featureids", format!("bad feature id {}", feature_ids[i])))?;
         nodes.push(SpecNode {
             tree_id: tree_ids[i],
             node_id: node_ids[i],
@@ -220,42 +196,17 @@ pub fn parse(
     let w_nodes = ints(node, &format!("{prefix}_nodeids"))?;
     let w_trees = ints(node, &format!("{prefix}_treeids"))?;
     let w_values = floats_or_tensor(ctx, node, &format!("{prefix}_weights"))?.unwrap_or_default();
-    check_len(
-        node,
-        &format!("{prefix}_nodeids"),
-        w_nodes.len(),
-        w_ids.len(),
-    )?;
-    check_len(
-        node,
-        &format!("{prefix}_treeids"),
-        w_trees.len(),
-        w_ids.len(),
-    )?;
-    check_len(
-        node,
-        &format!("{prefix}_weights"),
-        w_values.len(),
-        w_ids.len(),
-    )?;
+    check_len(node, &format!("{prefix}_nodeids"), w_nodes.len(), w_ids.len())?;
+    check_len(node, &format!("{prefix}_treeids"), w_trees.len(), w_ids.len())?;
+    check_len(node, &format!("{prefix}_weights"), w_values.len(), w_ids.len())?;
     let weights: Vec<SpecWeight> = (0..w_ids.len())
-        .map(|i| SpecWeight {
-            tree_id: w_trees[i],
-            node_id: w_nodes[i],
-            output: w_ids[i],
-            weight: w_values[i],
-        })
+        .map(|i| SpecWeight { tree_id: w_trees[i], node_id: w_nodes[i], output: w_ids[i], weight: w_values[i] })
         .collect();
 
     let post_transform = match node.get_attr_opt::<&str>("post_transform")? {
         None => PostTransform::None,
-        Some(s) => PostTransform::parse(s).ok_or_else(|| {
-            attr_error(
-                node,
-                "post_transform",
-                format!("unknown post transform '{s}'"),
-            )
-        })?,
+        Some(s) => PostTransform::parse(s)
+            .ok_or_else(|| attr_error(node, "post_transform", format!("unknown post transform '{s}'")))?,
     };
     let base_values = floats_or_tensor(ctx, node, "base_values")?.unwrap_or_default();
 
@@ -284,11 +235,7 @@ pub fn parse(
         // A single class would make onnxruntime write two scores into a
         // one-column output; no converter emits it, so refuse it.
         if labels.len() < 2 {
-            return Err(attr_error(
-                node,
-                "classlabels_int64s",
-                "at least two classes are required",
-            ));
+            return Err(attr_error(node, "classlabels_int64s", "at least two classes are required"));
         }
         let distinct: std::collections::HashSet<i64> = w_ids.iter().copied().collect();
         let spec = ClassifierSpec {
@@ -301,27 +248,14 @@ pub fn parse(
     } else {
         let n_targets: i64 = node.get_attr_opt("n_targets")?.unwrap_or(0);
         if n_targets <= 0 || n_targets > u32::MAX as i64 / 2 {
-            return Err(attr_error(
-                node,
-                "n_targets",
-                format!("must be > 0, got {n_targets}"),
-            ));
+            return Err(attr_error(node, "n_targets", format!("must be > 0, got {n_targets}")));
         }
-        let aggregate = match node
-            .get_attr_opt::<&str>("aggregate_function")?
-            .unwrap_or("SUM")
-        {
+        let aggregate = match node.get_attr_opt::<&str>("aggregate_function")?.unwrap_or("SUM") {
             "SUM" => Aggregate::Sum,
             "AVERAGE" => Aggregate::Average,
             "MIN" => Aggregate::Min,
             "MAX" => Aggregate::Max,
-            s => {
-                return Err(attr_error(
-                    node,
-                    "aggregate_function",
-                    format!("unknown aggregate function '{s}'"),
-                ))
-            }
+            s => return Err(attr_error(node, "aggregate_function", format!("unknown aggregate function '{s}'"))),
         };
         (n_targets as usize, aggregate, None)
     };
@@ -331,23 +265,11 @@ pub fn parse(
         return Err(attr_error(
             node,
             "base_values",
-            format!(
-                "has {} entries for {} classes",
-                base_values.len(),
-                n_outputs
-            ),
+            format!("has {} entries for {} classes", base_values.len(), n_outputs),
         ));
     }
 
-    Ok(EnsembleSpec {
-        n_outputs,
-        aggregate,
-        post_transform,
-        base_values,
-        nodes,
-        weights,
-        classifier: classifier_spec,
-    })
+    Ok(EnsembleSpec { n_outputs, aggregate, post_transform, base_values, nodes, weights, classifier: classifier_spec })
 }
 
 /// Builders for hand-written specs in other modules' tests.
@@ -355,15 +277,7 @@ pub fn parse(
 pub(super) mod tests {
     use super::*;
 
-    pub fn node(
-        tree: i64,
-        id: i64,
-        mode: NodeMode,
-        feature: usize,
-        value: f64,
-        t: i64,
-        f: i64,
-    ) -> SpecNode {
+    pub fn node(tree: i64, id: i64, mode: NodeMode, feature: usize, value: f64, t: i64, f: i64) -> SpecNode {
         SpecNode {
             tree_id: tree,
             node_id: id,
@@ -381,12 +295,7 @@ pub(super) mod tests {
     }
 
     pub fn weight(tree: i64, id: i64, output: i64, weight: f64) -> SpecWeight {
-        SpecWeight {
-            tree_id: tree,
-            node_id: id,
-            output,
-            weight,
-        }
+        SpecWeight { tree_id: tree, node_id: id, output, weight }
     }
 
     pub fn regressor(nodes: Vec<SpecNode>, weights: Vec<SpecWeight>) -> EnsembleSpec {

@@ -45,9 +45,7 @@ fn depth_of<T>(nodes: &[FastNode<T>], r: u32, memo: &mut [u8]) -> usize {
             }
         };
         if expanded {
-            let d = child_depth(node.left, memo)
-                .unwrap_or(0)
-                .max(child_depth(node.right, memo).unwrap_or(0));
+            let d = child_depth(node.left, memo).unwrap_or(0).max(child_depth(node.right, memo).unwrap_or(0));
             memo[n as usize] = (d as usize + 2).min(u8::MAX as usize) as u8;
         } else if memo[n as usize] == 0 {
             stack.push((n, true));
@@ -80,18 +78,11 @@ impl<T: Real> PerfectTrees<T> {
         }
         let mut trees = PerfectTrees {
             depth,
-            min_width: nodes
-                .iter()
-                .map(|n| n.feature as usize + 1)
-                .max()
-                .unwrap_or(0),
+            min_width: nodes.iter().map(|n| n.feature as usize + 1).max().unwrap_or(0),
             splits: Vec::with_capacity(roots.len() * n_splits),
             leaves: Vec::with_capacity(roots.len() * (n_splits + 1)),
         };
-        let dummy = Split {
-            feature: 0,
-            threshold: T::default(),
-        };
+        let dummy = Split { feature: 0, threshold: T::default() };
         for &root in roots {
             let base_split = trees.splits.len();
             let base_leaf = trees.leaves.len();
@@ -112,10 +103,7 @@ impl<T: Real> PerfectTrees<T> {
                     trees.leaves[start..start + width].fill(r & !LEAF);
                 } else {
                     let node = &nodes[r as usize];
-                    trees.splits[base_split + slot] = Split {
-                        feature: node.feature,
-                        threshold: node.threshold,
-                    };
+                    trees.splits[base_split + slot] = Split { feature: node.feature, threshold: node.threshold };
                     stack.push((2 * slot + 1, node.left));
                     stack.push((2 * slot + 2, node.right));
                 }
@@ -151,13 +139,7 @@ pub const LANES: usize = 8;
 
 /// The leaves tree `tree` sends `LANES` consecutive rows of `block` to.
 #[inline(always)]
-pub fn walk_lanes<T: Real>(
-    trees: &PerfectTrees<T>,
-    tree: usize,
-    block: &[T],
-    width: usize,
-    out: &mut [usize; LANES],
-) {
+pub fn walk_lanes<T: Real>(trees: &PerfectTrees<T>, tree: usize, block: &[T], width: usize, out: &mut [usize; LANES]) {
     let n_splits = (1usize << trees.depth) - 1;
     let splits = &trees.splits[tree * n_splits..][..n_splits];
     let leaves = &trees.leaves[tree * (n_splits + 1)..][..n_splits + 1];
@@ -194,12 +176,7 @@ mod tests {
     use super::*;
 
     fn fast(feature: u32, threshold: f32, left: u32, right: u32) -> FastNode<f32> {
-        FastNode {
-            feature,
-            threshold,
-            left,
-            right,
-        }
+        FastNode { feature, threshold, left, right }
     }
 
     #[test]
@@ -209,13 +186,9 @@ mod tests {
         let trees = PerfectTrees::build(&nodes, &[0]).unwrap();
         assert_eq!(trees.depth, 2);
         assert_eq!(trees.leaves, vec![0, 0, 1, 2]);
-        for (x0, x1, leaf) in [
-            (-1.0, 5.0, 0),
-            (-1.0, f32::NAN, 0),
-            (1.0, 0.0, 1),
-            (1.0, 2.0, 2),
-            (f32::NAN, f32::NAN, 2),
-        ] {
+        for (x0, x1, leaf) in
+            [(-1.0, 5.0, 0), (-1.0, f32::NAN, 0), (1.0, 0.0, 1), (1.0, 2.0, 2), (f32::NAN, f32::NAN, 2)]
+        {
             assert_eq!(walk(&trees, 0, &[x0, x1]), leaf, "x = ({x0}, {x1})");
         }
     }
@@ -232,9 +205,7 @@ mod tests {
     #[test]
     fn deep_chains_are_refused() {
         let n = 40u32;
-        let nodes: Vec<_> = (0..n)
-            .map(|i| fast(0, i as f32, LEAF, if i + 1 < n { i + 1 } else { LEAF | 1 }))
-            .collect();
+        let nodes: Vec<_> = (0..n).map(|i| fast(0, i as f32, LEAF, if i + 1 < n { i + 1 } else { LEAF | 1 })).collect();
         assert!(PerfectTrees::build(&nodes, &[0]).is_none());
     }
 }

@@ -10,12 +10,7 @@ use super::parse::PostTransform;
 
 /// onnxruntime's `write_scores`: post-transform in f32; a single scored column
 /// is expanded into two according to `add_second_class`.
-pub fn write_scores<T: Real>(
-    preds: &[Score<T>],
-    post: PostTransform,
-    out: &mut [f32],
-    add_second_class: i32,
-) {
+pub fn write_scores<T: Real>(preds: &[Score<T>], post: PostTransform, out: &mut [f32], add_second_class: i32) {
     if preds.len() >= 2 {
         for (o, p) in out.iter_mut().zip(preds) {
             *o = p.f32();

@@ -10,11 +10,7 @@ use super::perfect::{self, PerfectTrees, LANES};
 pub fn walk_fast<T: Real>(nodes: &[FastNode<T>], mut r: u32, xe: &[T]) -> usize {
     while r & LEAF == 0 {
         let node = &nodes[r as usize];
-        r = if xe[node.feature as usize] <= node.threshold {
-            node.left
-        } else {
-            node.right
-        };
+        r = if xe[node.feature as usize] <= node.threshold { node.left } else { node.right };
     }
     (r & !LEAF) as usize
 }

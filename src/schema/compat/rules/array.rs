@@ -24,36 +24,16 @@ struct Items<'a> {
 
 impl<'a> Items<'a> {
     fn of(doc: Doc<'a>, m: &'a Obj) -> Self {
-        let unevaluated = m
-            .get("unevaluatedItems")
-            .map(At::new)
-            .filter(|a| !doc.is_empty(*a));
+        let unevaluated = m.get("unevaluatedItems").map(At::new).filter(|a| !doc.is_empty(*a));
         if let Some(Value::Array(t)) = m.get("prefixItems") {
             let rest = m.get("items").map(|v| ("items", At::new(v)));
-            return Items {
-                tuple: Some(("prefixItems", t)),
-                all: None,
-                rest,
-                unevaluated,
-            };
+            return Items { tuple: Some(("prefixItems", t)), all: None, rest, unevaluated };
         }
         if let Some(Value::Array(t)) = m.get("items") {
-            let rest = m
-                .get("additionalItems")
-                .map(|v| ("additionalItems", At::new(v)));
-            return Items {
-                tuple: Some(("items", t)),
-                all: None,
-                rest,
-                unevaluated,
-            };
+            let rest = m.get("additionalItems").map(|v| ("additionalItems", At::new(v)));
+            return Items { tuple: Some(("items", t)), all: None, rest, unevaluated };
         }
-        Items {
-            tuple: None,
-            all: m.get("items").map(At::new),
-            rest: None,
-            unevaluated,
-        }
+        Items { tuple: None, all: m.get("items").map(At::new), rest: None, unevaluated }
     }
 
     fn permits_rest(&self, doc: Doc<'a>) -> bool {
@@ -62,9 +42,7 @@ impl<'a> Items<'a> {
 
     /// The rest schema when it is a real schema (not `true`, `{}`, `false`).
     fn rest_schema(&self, doc: Doc<'a>) -> Option<At<'a>> {
-        self.rest
-            .map(|(_, a)| a)
-            .filter(|a| !doc.is_empty(*a) && !doc.is_false(*a))
+        self.rest.map(|(_, a)| a).filter(|a| !doc.is_empty(*a) && !doc.is_false(*a))
     }
 
     fn is_open(&self, doc: Doc<'a>) -> bool {
@@ -97,35 +75,9 @@ pub(super) fn compare_array<'a>(ctx: &mut Ctx<'a, '_>, o: &'a Obj, u: &'a Obj) {
     tuple(ctx, &io, &iu);
     rest(ctx, &io, &iu);
     unevaluated(ctx, &io, &iu);
-    bound(
-        ctx,
-        o,
-        u,
-        "maxItems",
-        [
-            MAX_ITEMS_ADDED,
-            MAX_ITEMS_REMOVED,
-            MAX_ITEMS_INCREASED,
-            MAX_ITEMS_DECREASED,
-        ],
-    );
-    bound(
-        ctx,
-        o,
-        u,
-        "minItems",
-        [
-            MIN_ITEMS_ADDED,
-            MIN_ITEMS_REMOVED,
-            MIN_ITEMS_INCREASED,
-            MIN_ITEMS_DECREASED,
-        ],
-    );
-    let unique = |m: &Obj| {
-        m.get("uniqueItems")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-    };
+    bound(ctx, o, u, "maxItems", [MAX_ITEMS_ADDED, MAX_ITEMS_REMOVED, MAX_ITEMS_INCREASED, MAX_ITEMS_DECREASED]);
+    bound(ctx, o, u, "minItems", [MIN_ITEMS_ADDED, MIN_ITEMS_REMOVED, MIN_ITEMS_INCREASED, MIN_ITEMS_DECREASED]);
+    let unique = |m: &Obj| m.get("uniqueItems").and_then(Value::as_bool).unwrap_or(false);
     match (unique(o), unique(u)) {
         (true, false) => ctx.add_at("uniqueItems", UNIQUE_ITEMS_REMOVED),
         (false, true) => ctx.add_at("uniqueItems", UNIQUE_ITEMS_ADDED),
@@ -136,24 +88,14 @@ pub(super) fn compare_array<'a>(ctx: &mut Ctx<'a, '_>, o: &'a Obj, u: &'a Obj) {
         o,
         u,
         "maxContains",
-        [
-            MAX_CONTAINS_ADDED,
-            MAX_CONTAINS_REMOVED,
-            MAX_CONTAINS_INCREASED,
-            MAX_CONTAINS_DECREASED,
-        ],
+        [MAX_CONTAINS_ADDED, MAX_CONTAINS_REMOVED, MAX_CONTAINS_INCREASED, MAX_CONTAINS_DECREASED],
     );
     bound(
         ctx,
         o,
         u,
         "minContains",
-        [
-            MIN_CONTAINS_ADDED,
-            MIN_CONTAINS_REMOVED,
-            MIN_CONTAINS_INCREASED,
-            MIN_CONTAINS_DECREASED,
-        ],
+        [MIN_CONTAINS_ADDED, MIN_CONTAINS_REMOVED, MIN_CONTAINS_INCREASED, MIN_CONTAINS_DECREASED],
     );
 }
 
@@ -224,11 +166,7 @@ fn rest<'a>(ctx: &mut Ctx<'a, '_>, io: &Items<'a>, iu: &Items<'a>) {
     ctx.within(kw, |ctx| {
         let (po, pu) = (io.permits_rest(ctx.o), iu.permits_rest(ctx.u));
         if po != pu {
-            ctx.add(if po {
-                ADDITIONAL_ITEMS_REMOVED
-            } else {
-                ADDITIONAL_ITEMS_ADDED
-            });
+            ctx.add(if po { ADDITIONAL_ITEMS_REMOVED } else { ADDITIONAL_ITEMS_ADDED });
             return;
         }
         match (io.rest_schema(ctx.o), iu.rest_schema(ctx.u)) {
@@ -247,10 +185,7 @@ fn unevaluated<'a>(ctx: &mut Ctx<'a, '_>, io: &Items<'a>, iu: &Items<'a>) {
         return;
     }
     ctx.within("unevaluatedItems", |ctx| {
-        let (fa, fb) = (
-            a.is_some_and(|s| ctx.o.is_false(s)),
-            b.is_some_and(|s| ctx.u.is_false(s)),
-        );
+        let (fa, fb) = (a.is_some_and(|s| ctx.o.is_false(s)), b.is_some_and(|s| ctx.u.is_false(s)));
         match (a, b) {
             (None, Some(_)) if fb => ctx.add(UNEVALUATED_ITEMS_REMOVED),
             (None, Some(_)) => ctx.add(UNEVALUATED_ITEMS_NARROWED),

@@ -23,24 +23,14 @@ pub(super) fn compare_object<'a>(ctx: &mut Ctx<'a, '_>, o: &'a Obj, u: &'a Obj) 
         o,
         u,
         "maxProperties",
-        [
-            MAX_PROPERTIES_ADDED,
-            MAX_PROPERTIES_REMOVED,
-            MAX_PROPERTIES_INCREASED,
-            MAX_PROPERTIES_DECREASED,
-        ],
+        [MAX_PROPERTIES_ADDED, MAX_PROPERTIES_REMOVED, MAX_PROPERTIES_INCREASED, MAX_PROPERTIES_DECREASED],
     );
     bound(
         ctx,
         o,
         u,
         "minProperties",
-        [
-            MIN_PROPERTIES_ADDED,
-            MIN_PROPERTIES_REMOVED,
-            MIN_PROPERTIES_INCREASED,
-            MIN_PROPERTIES_DECREASED,
-        ],
+        [MIN_PROPERTIES_ADDED, MIN_PROPERTIES_REMOVED, MIN_PROPERTIES_INCREASED, MIN_PROPERTIES_DECREASED],
     );
 }
 
@@ -112,9 +102,7 @@ fn undeclared_schema<'a>(doc: Doc<'a>, m: &'a Obj, name: &str) -> Option<At<'a>>
 /// ECMA-262 regex search, as JSON Schema's `patternProperties` means it;
 /// the validator's own engine answers so the two never disagree.
 fn pattern_matches(pattern: &str, name: &str) -> bool {
-    jsonschema::draft202012::new(&json!({ "pattern": pattern }))
-        .map(|v| v.is_valid(&json!(name)))
-        .unwrap_or(false)
+    jsonschema::draft202012::new(&json!({ "pattern": pattern })).map(|v| v.is_valid(&json!(name))).unwrap_or(false)
 }
 
 fn required<'a>(ctx: &mut Ctx<'a, '_>, o: &'a Obj, u: &'a Obj) {
@@ -212,10 +200,7 @@ fn added<'a>(ctx: &mut Ctx<'a, '_>, o: &'a Obj, name: &str, now: At<'a>, require
 /// `dependentRequired` / `dependentSchemas`, with draft-7 `dependencies`
 /// read into whichever of the two each entry is.
 fn dependencies<'a>(ctx: &mut Ctx<'a, '_>, o: &'a Obj, u: &'a Obj) {
-    type Split<'a> = (
-        BTreeMap<&'a str, BTreeSet<&'a str>>,
-        BTreeMap<&'a str, At<'a>>,
-    );
+    type Split<'a> = (BTreeMap<&'a str, BTreeSet<&'a str>>, BTreeMap<&'a str, At<'a>>);
     fn split(m: &Obj) -> Split<'_> {
         let (mut arrays, mut schemas) = (BTreeMap::new(), BTreeMap::new());
         for kw in ["dependencies", "dependentRequired", "dependentSchemas"] {
@@ -265,11 +250,7 @@ fn additional<'a>(ctx: &mut Ctx<'a, '_>, o: &'a Obj, u: &'a Obj) {
     ctx.within("additionalProperties", |ctx| {
         let (po, pu) = (permits_additional(ctx.o, o), permits_additional(ctx.u, u));
         if po != pu {
-            ctx.add(if pu {
-                ADDITIONAL_PROPERTIES_ADDED
-            } else {
-                ADDITIONAL_PROPERTIES_REMOVED
-            });
+            ctx.add(if pu { ADDITIONAL_PROPERTIES_ADDED } else { ADDITIONAL_PROPERTIES_REMOVED });
             return;
         }
         match (additional_schema(ctx.o, o), additional_schema(ctx.u, u)) {
@@ -288,10 +269,7 @@ fn unevaluated<'a>(ctx: &mut Ctx<'a, '_>, o: &'a Obj, u: &'a Obj) {
         return;
     }
     ctx.within("unevaluatedProperties", |ctx| {
-        let (fa, fb) = (
-            a.is_some_and(|s| ctx.o.is_false(s)),
-            b.is_some_and(|s| ctx.u.is_false(s)),
-        );
+        let (fa, fb) = (a.is_some_and(|s| ctx.o.is_false(s)), b.is_some_and(|s| ctx.u.is_false(s)));
         match (a, b) {
             (None, Some(_)) if fb => ctx.add(UNEVALUATED_PROPERTIES_REMOVED),
             (None, Some(_)) => ctx.add(UNEVALUATED_PROPERTIES_NARROWED),
