@@ -160,3 +160,33 @@ async fn retention_deletes_old_records_but_spares_dead_letters() {
     assert!(trimmed, "retention keeps at most 5 records of `t`");
     assert_eq!(bus.read("t.dlq", ReadFrom::Beginning, 100).await.unwrap().len(), 20, "dead letters exempt");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_bus_reports_lag_per_owned_partition() {
+    let c = common::claims(|t| t);
+    let bus = modelbus::bus::Bus::open(&c.config).unwrap();
+    let mut consumer = bus.consumer("lag-group", &["lagged".to_string()]).await.unwrap();
+    let probe = consumer.lag_probe();
+    let lag = |p: &modelbus::bus::LagProbe| {
+        let p = p.clone();
+        std::thread::spawn(move || p.read()).join().unwrap().unwrap().iter().map(|(_, n)| *n).sum::<u64>()
+    };
+    assert_eq!(lag(&probe), 0);
+    let recs = (0..12).map(|i| common::raw(b"x", &format!("k{i}"))).collect();
+    bus.publish("lagged", recs).await.unwrap();
+    assert_eq!(lag(&probe), 12, "nothing committed: everything is lag");
+    let polled = consumer.poll(100, std::time::Duration::from_secs(1)).await.unwrap();
+    assert_eq!(polled.deliveries.len(), 12);
+    let mut commit = modelbus::bus::Commit::default();
+    for d in &polled.deliveries {
+        let next = commit.offsets.iter().position(|(tp, _)| tp == &d.tp);
+        match next {
+            Some(i) => commit.offsets[i].1 = commit.offsets[i].1.max(d.offset + 1),
+            None => commit.offsets.push((d.tp.clone(), d.offset + 1)),
+        }
+    }
+    consumer.commit(commit).await.unwrap();
+    assert_eq!(lag(&probe), 0, "all committed");
+    consumer.close().await.unwrap();
+    assert!(probe.read().is_none(), "a closed consumer's probe reports nothing");
+}

@@ -438,11 +438,31 @@ impl Consumer {
         }
     }
 
-    /// A handle that reads consumer lag off the worker's loop, where the bus has one.
-    pub fn lag_probe(&self) -> Option<kafka::lag::LagProbe> {
+    /// A handle that reads consumer lag off the worker's loop.
+    pub fn lag_probe(&self) -> LagProbe {
         match self {
-            Consumer::Embedded(_) => None,
-            Consumer::Kafka(c) => Some(c.lag_probe()),
+            Consumer::Embedded(c) => LagProbe::Embedded(c.lag_probe()),
+            Consumer::Kafka(c) => LagProbe::Kafka(c.lag_probe()),
+        }
+    }
+}
+
+/// Reads a consumer's lag (records not yet handled, per owned partition)
+/// off the worker's loop, on every bus: what autoscalers and backlog
+/// alerts read from `/metrics`.
+#[derive(Clone)]
+pub enum LagProbe {
+    Embedded(embedded::lag::EmbeddedLagProbe),
+    Kafka(kafka::lag::LagProbe),
+}
+
+impl LagProbe {
+    /// Lag of each partition the member owns; `None` once its consumer is
+    /// closed. Blocking (a store read, or broker round trips).
+    pub fn read(&self) -> Option<Vec<(TopicPartition, u64)>> {
+        match self {
+            LagProbe::Embedded(p) => p.read(),
+            LagProbe::Kafka(p) => p.read(),
         }
     }
 }

@@ -90,7 +90,7 @@ const BUS_RETRY_MAX: Duration = Duration::from_secs(5);
 const LAG_REFRESH: Duration = Duration::from_secs(2);
 
 /// Reads lag off the worker's loop (it is a broker round trip per partition).
-fn spawn_lag_refresh(probe: crate::bus::kafka::lag::LagProbe, stats: Arc<WorkerStats>, shutdown: CancellationToken) {
+fn spawn_lag_refresh(probe: crate::bus::LagProbe, stats: Arc<WorkerStats>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         while !shutdown.is_cancelled() {
             let p = probe.clone();
@@ -122,9 +122,7 @@ impl Worker {
         let mut consumer = self.bus.consumer(&self.plan.group, &self.topics).await.map_err(berr)?;
         tracing::info!(worker = %self.plan.worker, group = %self.plan.group, member = consumer.member_id(),
             topics = ?self.topics, "worker started");
-        if let Some(probe) = consumer.lag_probe() {
-            spawn_lag_refresh(probe, self.stats.clone(), shutdown.clone());
-        }
+        spawn_lag_refresh(consumer.lag_probe(), self.stats.clone(), shutdown.clone());
         let mut inflight = InFlight::default();
         let result = self.serve(&mut consumer, &mut inflight, &shutdown).await;
         if result.is_ok() {

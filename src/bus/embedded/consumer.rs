@@ -51,6 +51,8 @@ pub struct EmbeddedConsumer {
     next_partition: usize,
     /// Wakes an idle poll when another process writes (None: poll only).
     wal: Option<WalWatch>,
+    /// Held while the consumer lives: lag probes see it gone once closed.
+    alive: Arc<()>,
 }
 
 impl EmbeddedConsumer {
@@ -78,6 +80,7 @@ impl EmbeddedConsumer {
             revoked_backlog: Vec::new(),
             releasing: Vec::new(),
             next_partition: 0,
+            alive: Arc::new(()),
         };
         let (topics, parts, path) = (c.topics.clone(), c.shared.cfg.partitions, c.path.clone());
         blocking(&c.conn, move |conn| {
@@ -93,6 +96,17 @@ impl EmbeddedConsumer {
 
     pub fn member_id(&self) -> &str {
         &self.member
+    }
+
+    /// A lag reader for this member's partitions (see [`super::lag`]).
+    pub fn lag_probe(&self) -> super::lag::EmbeddedLagProbe {
+        super::lag::EmbeddedLagProbe {
+            path: self.path.clone(),
+            group: self.group.clone(),
+            member: self.member.clone(),
+            alive: Arc::downgrade(&self.alive),
+            conn: Default::default(),
+        }
     }
 
     pub fn assignment(&self) -> Vec<TopicPartition> {

@@ -4,6 +4,7 @@
 //! file (see [`consumer`]).
 
 mod consumer;
+pub mod lag;
 mod log;
 pub(crate) mod store;
 mod wake;
