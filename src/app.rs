@@ -29,8 +29,12 @@ pub enum AppError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Features(#[from] FeatureError),
+    /// A worker whose config does not fit what was loaded (its model).
     #[error("{0}")]
-    Plan(String),
+    Plan(crate::config::ConfigError),
+    /// A task of start-up or of a worker ended in a panic.
+    #[error("{what} panicked: {reason}")]
+    Panicked { what: String, reason: String },
     #[error(transparent)]
     Worker(#[from] WorkerError),
 }
@@ -46,6 +50,7 @@ impl Classify for AppError {
             AppError::Model(e) => e.code(),
             AppError::Features(e) => e.code(),
             AppError::Plan(_) => "bad_worker_plan",
+            AppError::Panicked { .. } => "panicked",
             AppError::Worker(e) => e.code(),
         }
     }
@@ -70,9 +75,9 @@ impl App {
                 let cfg = config.models[&w.model].clone();
                 let name = w.model.clone();
                 // Loading optimises the graph and runs the golden set: CPU work.
-                let m = tokio::task::spawn_blocking(move || Model::load(&name, &cfg))
-                    .await
-                    .map_err(|e| AppError::Plan(e.to_string()))??;
+                let m = tokio::task::spawn_blocking(move || Model::load(&name, &cfg)).await.map_err(|e| {
+                    AppError::Panicked { what: format!("loading model `{}`", w.model), reason: e.to_string() }
+                })??;
                 models.insert(w.model.clone(), Arc::new(m));
             }
         }
@@ -122,7 +127,7 @@ impl App {
         }
         let mut first_err = None;
         while let Some(res) = set.join_next().await {
-            let res = res.map_err(|e| AppError::Plan(format!("worker task panicked: {e}")));
+            let res = res.map_err(|e| AppError::Panicked { what: "a worker task".into(), reason: e.to_string() });
             match res {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {

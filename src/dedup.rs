@@ -46,7 +46,7 @@ impl Dedup {
         // the umask's mode. A failure shows when SQLite cannot open the file.
         let _ = crate::private_fs::prepare_db(data_dir, "dedup.sqlite");
         let conn = Connection::open(&path).map_err(err)?;
-        conn.busy_handler(Some(crate::bus::embedded::short_waits)).map_err(err)?;
+        conn.busy_handler(Some(crate::sqlite_config::short_waits)).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         rusqlite::vtab::array::load_module(&conn).map_err(err)?;

@@ -1,5 +1,7 @@
-//! Process-wide SQLite settings, applied once before the first connection
-//! opens (SQLite refuses them after it has initialised).
+//! SQLite settings shared by every store that uses it (the embedded bus,
+//! the embedded feature store, dedup): the process-wide ones, applied once
+//! before the first connection opens (SQLite refuses them after it has
+//! initialised), and the busy handler every connection uses.
 //!
 //! Why: by default SQLite keeps memory statistics under a global mutex on
 //! every allocation, and a worker allocates in SQLite for every fetched,
@@ -26,4 +28,17 @@ pub fn configure() {
             tracing::debug!(rc, "SQLite was already initialised; keeping its memory statistics on");
         }
     });
+}
+
+/// SQLite's default busy handler sleeps 1, 2, 5, 10... ms between tries,
+/// which turns brief write-lock contention between a publisher and a worker
+/// into milliseconds of latency. Writers here hold the lock for well under a
+/// millisecond, so retry every 50µs, for up to 10 s in all.
+pub fn short_waits(attempt: i32) -> bool {
+    const STEP: std::time::Duration = std::time::Duration::from_micros(50);
+    if attempt >= 200_000 {
+        return false;
+    }
+    std::thread::sleep(STEP);
+    true
 }

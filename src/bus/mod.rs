@@ -180,6 +180,19 @@ pub struct DeadLetterWrite {
     pub record: Record,
 }
 
+/// A consumer-group member id, unique to this consumer: host, process and
+/// a random part, so an operator can tell from a log or a lease which
+/// machine and process held a partition. Shared by every bus.
+pub fn member_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
 /// Partitions whose commit was refused because another member owns them
 /// now (a newer lease generation). Their in-flight work must be dropped.
 #[derive(Debug, Default)]

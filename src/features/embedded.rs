@@ -31,7 +31,7 @@ fn open_conn(data_dir: &Path, store: &str) -> Result<Connection, FeatureError> {
         reason: format!("cannot create data directory or database file: {e}"),
     })?;
     let conn = Connection::open(path).map_err(err)?;
-    conn.busy_handler(Some(crate::bus::embedded::short_waits)).map_err(err)?;
+    conn.busy_handler(Some(crate::sqlite_config::short_waits)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     rusqlite::vtab::array::load_module(&conn).map_err(err)?;
     Ok(conn)

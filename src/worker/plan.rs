@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::stages::StageError;
 use serde_json::Value;
 
-use crate::config::{Config, FeatureStoreConfig, MissingEntity, WorkerConfig};
+use crate::config::{Config, ConfigError, FeatureStoreConfig, MissingEntity, WorkerConfig};
 use crate::dead_letter::Stage;
 use crate::error::ErrorClass;
 use crate::event::{result_id, Event, Headers, Record};
@@ -67,29 +67,26 @@ impl Plan {
         store: Option<Arc<FeatureStore>>,
         schemas: Arc<SchemaRegistry>,
         sinks: Vec<Sink>,
-    ) -> Result<Plan, String> {
+    ) -> Result<Plan, ConfigError> {
         let w: &WorkerConfig = &config.workers[index];
         let p = format!("workers[{index}]");
         // Inputs and outputs against the model as it runs, output widths
         // included: a mismatch stops start-up, naming its path.
         if let Some(e) = super::model_fit::check(w, index, &model).into_iter().next() {
-            return Err(e.to_string());
+            return Err(e);
         }
+        let bad = |path: String, message: String| ConfigError { path, message };
         let mut features: Vec<String> = Vec::new();
         let mut inputs = Vec::new();
         for spec in model.inputs() {
+            // `model_fit::check` has vouched for every input being mapped
+            // with the model's width.
             let cols = w.inputs.get(&spec.name).ok_or_else(|| {
-                format!("{p}.inputs: model `{}` has an input `{}` that the worker does not map", w.model, spec.name)
+                bad(
+                    format!("{p}.inputs"),
+                    format!("model `{}` has an input `{}` that the worker does not map", w.model, spec.name),
+                )
             })?;
-            if cols.len() != spec.width {
-                return Err(format!(
-                    "{p}.inputs.{}: model `{}` takes {} columns, {} are listed",
-                    spec.name,
-                    w.model,
-                    spec.width,
-                    cols.len()
-                ));
-            }
             let mut columns = Vec::new();
             for c in cols {
                 columns.push(if let Some(f) = c.strip_prefix("features.") {
@@ -104,22 +101,9 @@ impl Plan {
             }
             inputs.push(InputPlan { columns, labels: cols.clone() });
         }
-        for name in w.inputs.keys() {
-            if !model.inputs().iter().any(|s| &s.name == name) {
-                return Err(format!("{p}.inputs.{name}: model `{}` has no input `{name}`", w.model));
-            }
-        }
         let mut outputs = Vec::new();
         for (field, expr) in &w.outputs {
-            let e: OutputExpr = expr.parse().map_err(|e| format!("{p}.outputs.{field}: {e}"))?;
-            if !model.output_names().iter().any(|o| o == e.tensor()) {
-                return Err(format!(
-                    "{p}.outputs.{field}: model `{}` has no output `{}` (it has: {})",
-                    w.model,
-                    e.tensor(),
-                    model.output_names().join(", ")
-                ));
-            }
+            let e: OutputExpr = expr.parse().map_err(|e| bad(format!("{p}.outputs.{field}"), e))?;
             outputs.push((field.clone(), e));
         }
         let store_cfg: Option<&FeatureStoreConfig> =
@@ -154,7 +138,7 @@ impl Plan {
             dedup: match w.dedup_window {
                 Some(window) => Some(Arc::new(
                     crate::dedup::Dedup::open(&config.data_dir, w.group(), window)
-                        .map_err(|e| format!("{p}.dedup_window: {e}"))?,
+                        .map_err(|e| bad(format!("{p}.dedup_window"), e.to_string()))?,
                 )),
                 None => None,
             },

@@ -62,8 +62,7 @@ impl EmbeddedConsumer {
         group: &str,
         topics: &[String],
     ) -> Result<Self, BusError> {
-        let member =
-            format!("{}-{}-{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let member = crate::bus::member_id();
         let path = shared.dir.join(store::FILE_NAME);
         let mut c = EmbeddedConsumer {
             wal: WalWatch::new(&path),
@@ -470,12 +469,4 @@ fn commit_tx(
     }
     tx.commit()?;
     Ok(verdict.into_iter().filter(|(_, ok)| !ok).map(|(tp, _)| tp).collect())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "host".into())
 }

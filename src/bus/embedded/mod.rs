@@ -18,7 +18,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 
 pub use consumer::EmbeddedConsumer;
-pub use store::short_waits;
 
 use super::{BusError, Delivery, Published, ReadFrom, TopicPartition};
 use crate::config::EmbeddedBusConfig;

@@ -59,7 +59,7 @@ pub fn open(dir: &Path, sync: SyncMode) -> Result<Connection, BusError> {
         .map_err(|source| BusError::DataDir { path: dir.display().to_string(), source })?;
     let err = |source| store_err(&path, source);
     let mut conn = Connection::open(&path).map_err(err)?;
-    conn.busy_handler(Some(short_waits)).map_err(err)?;
+    conn.busy_handler(Some(crate::sqlite_config::short_waits)).map_err(err)?;
     conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
     let sync = match sync {
         SyncMode::Normal => "NORMAL",
@@ -101,7 +101,7 @@ fn checkpointer(dir: &Path) {
     let path = key.join(FILE_NAME);
     let _ = std::thread::Builder::new().name("modelbus-checkpoint".into()).spawn(move || {
         let Ok(conn) = Connection::open(&path) else { return };
-        let _ = conn.busy_handler(Some(short_waits));
+        let _ = conn.busy_handler(Some(crate::sqlite_config::short_waits));
         loop {
             std::thread::sleep(std::time::Duration::from_millis(200));
             if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
@@ -109,19 +109,6 @@ fn checkpointer(dir: &Path) {
             }
         }
     });
-}
-
-/// SQLite's default busy handler sleeps 1, 2, 5, 10... ms between tries,
-/// which turns brief write-lock contention between a publisher and a worker
-/// into milliseconds of latency. Writers here hold the lock for well under a
-/// millisecond, so retry every 50µs, for up to 10 s in all.
-pub fn short_waits(attempt: i32) -> bool {
-    const STEP: std::time::Duration = std::time::Duration::from_micros(50);
-    if attempt >= 200_000 {
-        return false;
-    }
-    std::thread::sleep(STEP);
-    true
 }
 
 pub fn store_err(path: &Path, source: rusqlite::Error) -> BusError {

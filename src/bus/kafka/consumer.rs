@@ -160,8 +160,7 @@ impl KafkaConsumer {
         }
         let attempts_topic = format!("{group}.attempts");
         bus.ensure_topic_with(&attempts_topic, 1, &[("cleanup.policy", "compact")]).await?;
-        let member =
-            format!("{}-{}-{}", hostname(), std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let member = crate::bus::member_id();
         let consumer: StreamConsumer<GroupContext> = group_config(cfg, group, &member)
             .create_with_context(GroupContext::default())
             .map_err(kerr("create consumer"))?;
@@ -401,8 +400,4 @@ impl KafkaConsumer {
         .await
         .map_err(|e| BusError::Task(e.to_string()))
     }
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "host".into())
 }
