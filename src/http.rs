@@ -4,8 +4,8 @@
 //!   events received, results, retries and dead letters by stage and reason,
 //!   in-flight events, latency quantiles;
 //! - `/healthz`: the process is serving;
-//! - `/readyz`: every model is loaded (the endpoint starts only after that)
-//!   and every worker has joined its group.
+//! - `/readyz`: every model is loaded (the endpoint starts only after that),
+//!   every worker has joined its group, and each one's bus answers.
 //!
 //! Served by hyper directly rather than `axum::serve`, which has neither of
 //! the [`Limits`] that keep slow or numerous clients from holding it. There
@@ -133,12 +133,18 @@ async fn serve_connection(
 }
 
 async fn ready(workers: Arc<Monitored>) -> impl IntoResponse {
-    let waiting: Vec<&str> =
-        workers.iter().filter(|(_, s)| !s.joined.load(Ordering::Relaxed)).map(|(n, _)| n.as_str()).collect();
+    let waiting: Vec<String> = workers
+        .iter()
+        .filter(|(_, s)| !s.ready())
+        .map(|(n, s)| match s.joined.load(Ordering::Relaxed) {
+            false => format!("{n} (not joined yet)"),
+            true => format!("{n} (bus unreachable)"),
+        })
+        .collect();
     if waiting.is_empty() {
         (StatusCode::OK, "ready\n".to_string())
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not joined yet: {}\n", waiting.join(", ")))
+        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {}\n", waiting.join(", ")))
     }
 }
 
@@ -188,9 +194,9 @@ pub fn render(workers: &[(String, Arc<WorkerStats>)]) -> String {
     for (w, s) in workers {
         let _ = writeln!(o, "{}{{worker=\"{}\"}} {}", names::IN_FLIGHT, esc(w), s.in_flight.load(Ordering::Relaxed));
     }
-    family(&mut o, names::READY, "gauge", "1 once the worker has joined its consumer group.");
+    family(&mut o, names::READY, "gauge", "1 while the worker has joined its consumer group and its bus answers.");
     for (w, s) in workers {
-        let _ = writeln!(o, "{}{{worker=\"{}\"}} {}", names::READY, esc(w), s.joined.load(Ordering::Relaxed) as u8);
+        let _ = writeln!(o, "{}{{worker=\"{}\"}} {}", names::READY, esc(w), s.ready() as u8);
     }
     family(&mut o, names::RETRIES, "counter", "Transient failures retried, by stage and reason.");
     for (w, s) in workers {

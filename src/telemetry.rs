@@ -49,6 +49,9 @@ pub struct WorkerStats {
     pub latency_us: Mutex<Histogram<u64>>,
     /// The group has assigned this worker its partitions.
     pub joined: AtomicBool,
+    /// The bus answered the worker's last poll or group maintenance (false
+    /// while transient bus errors last: the store busy, the broker away).
+    pub bus_ok: AtomicBool,
     /// (topic, partition) → records not yet handled, where the bus reports it.
     pub lag: Mutex<BTreeMap<(String, u32), u64>>,
 }
@@ -69,6 +72,7 @@ impl Default for WorkerStats {
             dead_letters: Mutex::new(BTreeMap::new()),
             latency_us: Mutex::new(Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds")),
             joined: AtomicBool::new(false),
+            bus_ok: AtomicBool::new(true),
             lag: Mutex::new(BTreeMap::new()),
         }
     }
@@ -94,6 +98,12 @@ impl WorkerStats {
     pub fn set_lag(&self, lag: Vec<(crate::bus::TopicPartition, u64)>) {
         let mut m = self.lag.lock().unwrap_or_else(|e| e.into_inner());
         *m = lag.into_iter().map(|(tp, n)| ((tp.topic.to_string(), tp.partition), n)).collect();
+    }
+
+    /// Ready for traffic: joined its group, and its bus answers.
+    pub fn ready(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.joined.load(Relaxed) && self.bus_ok.load(Relaxed)
     }
 
     pub fn record_latency_us(&self, us: u64) {

@@ -294,3 +294,34 @@ fn out_of_range_durations_and_limits_are_refused_with_their_paths() {
     .expect_err("refused");
     assert_eq!(errs[0].path, "workers[0].max_payload_bytes", "{errs:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_drops_while_the_bus_does_not_answer() {
+    let _g = FAULTS.lock().await;
+    faults::clear();
+    let c = common::claims(|t| t);
+    let app = App::load(c.config.clone()).await.unwrap();
+    let workers = app.workers().await.unwrap();
+    let stats = workers[0].stats.clone();
+    let token = CancellationToken::new();
+    let h = tokio::spawn(App::run(workers, token.clone()));
+    let ready = |want: bool| {
+        let stats = stats.clone();
+        common::wait_until(Duration::from_secs(30), move || {
+            let stats = stats.clone();
+            async move { stats.ready() == want }
+        })
+    };
+    assert!(ready(true).await, "ready once joined");
+    // The store stops answering group maintenance: not ready, still running.
+    faults::set("bus.maintain", Fault { class: ErrorClass::Transient, remaining: None });
+    assert!(ready(false).await, "not ready while the bus does not answer");
+    let text = modelbus::http::render(&[("claims-risk".to_string(), stats.clone())]);
+    assert!(text.contains("modelbus_worker_ready{worker=\"claims-risk\"} 0"), "{text}");
+    assert!(!h.is_finished());
+    faults::clear_faults_only();
+    assert!(ready(true).await, "ready again once it answers");
+    token.cancel();
+    h.await.unwrap().unwrap();
+    faults::clear();
+}

@@ -167,7 +167,10 @@ impl Worker {
                 self.commit(consumer, inflight).await?;
             }
             let reb = match consumer.maintain().await {
-                Ok(reb) => reb,
+                Ok(reb) => {
+                    self.stats.bus_ok.store(true, Ordering::Relaxed);
+                    reb
+                }
                 Err(e) => {
                     self.bus_error(e, "group maintenance", &mut bus_errors, shutdown).await?;
                     continue;
@@ -278,6 +281,9 @@ impl Worker {
             return Err(WorkerError::Bus { worker: self.plan.worker.clone(), source: e });
         }
         *consecutive = consecutive.saturating_add(1);
+        // Not ready while the bus does not answer: an orchestrator stops
+        // sending traffic or scaling on this member until it does.
+        self.stats.bus_ok.store(false, Ordering::Relaxed);
         let pause = (Duration::from_millis(50) * 2u32.saturating_pow((*consecutive - 1).min(10))).min(BUS_RETRY_MAX);
         tracing::warn!(worker = %self.plan.worker, error = %e, during, consecutive = *consecutive, ?pause,
             "transient bus error; retrying");
