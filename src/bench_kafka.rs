@@ -28,11 +28,25 @@ use crate::bus::{Bus, Follower, ReadFrom};
 use crate::example::{self, Generator};
 use crate::model::Model;
 
-pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
-    let tmp = tempfile::Builder::new().prefix("modelbus-bench-kafka-").tempdir()?;
-    let dir = &args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+/// What both Kafka benchmarks start from: the claims example in `dir` on the
+/// cluster at `brokers` (its config text passed through `edit` first), its
+/// features loaded, the Python baseline found, and this process on core 1.
+pub(crate) struct Prepared {
+    pub config_path: std::path::PathBuf,
+    pub names: example::KafkaNames,
+    pub config: crate::config::Config,
+    pub script: std::path::PathBuf,
+}
+
+pub(crate) fn prepare(
+    args: &BenchArgs,
+    dir: &Path,
+    brokers: &str,
+    edit: impl FnOnce(String) -> String,
+) -> anyhow::Result<Prepared> {
     let config_path = example::write_to(dir)?;
     let names = example::use_kafka(&config_path, brokers)?;
+    std::fs::write(&config_path, edit(std::fs::read_to_string(&config_path)?))?;
     let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
     crate::features::embedded::load_csv(&config.data_dir, example::STORE, &dir.join("features/customers.csv"))?;
     let script = std::env::current_dir()?.join("scripts/kafka_baseline.py");
@@ -40,6 +54,13 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
         bail!("the baseline needs {} and {}", args.python.display(), script.display());
     }
     pin_to_core(1);
+    Ok(Prepared { config_path, names, config, script })
+}
+
+pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
+    let tmp = tempfile::Builder::new().prefix("modelbus-bench-kafka-").tempdir()?;
+    let dir = &args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    let Prepared { config_path, names, config, script } = prepare(args, dir, brokers, |t| t)?;
     let n = args.events;
     println!(
         "modelbus bench --kafka {brokers} — claims model, batch {}, {n} events, {} round(s)",
@@ -216,7 +237,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Were it to attach afterwards, a fast worker could finish first and the
 /// reader would see the whole result backlog in one batch, with no steady
 /// stretch to time (CI once got 0 events over 0 s, printed as NaN).
-async fn watch(bus: &Bus, topic: &str) -> anyhow::Result<Follower> {
+pub(crate) async fn watch(bus: &Bus, topic: &str) -> anyhow::Result<Follower> {
     bus.ensure_topic(topic, true).await.with_context(|| format!("creating {topic}"))?;
     let mut f = bus.follow(topic, ReadFrom::Beginning).await?;
     // The first fetch resolves the start offsets and connects to the leaders.

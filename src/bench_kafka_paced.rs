@@ -20,25 +20,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::Utc;
 
-use crate::bench::{on_core_0, pin_to_core, BenchArgs};
-use crate::bus::{Bus, Follower, ReadFrom};
-use crate::example::{self, Generator};
+use crate::bench::{on_core_0, BenchArgs};
+use crate::bench_kafka::{prepare, watch, Prepared};
+use crate::bus::{Bus, Follower};
+use crate::example::Generator;
 
 pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new().prefix("modelbus-bench-kafka-paced-").tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    let config_path = example::write_to(&dir)?;
-    let names = example::use_kafka(&config_path, brokers)?;
-    let text = std::fs::read_to_string(&config_path)?
-        .replace("\"fetch.wait.max.ms\" = \"10\"", &format!("\"fetch.wait.max.ms\" = \"{}\"", args.fetch_wait_ms));
-    std::fs::write(&config_path, text)?;
-    let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::features::embedded::load_csv(&config.data_dir, example::STORE, &dir.join("features/customers.csv"))?;
-    let script = std::env::current_dir()?.join("scripts/kafka_baseline.py");
-    if !args.python.exists() || !script.exists() {
-        bail!("the baseline needs {} and {}", args.python.display(), script.display());
-    }
-    pin_to_core(1);
+    let fetch_wait = format!("\"fetch.wait.max.ms\" = \"{}\"", args.fetch_wait_ms);
+    let Prepared { config_path, names, config, script } =
+        prepare(args, &dir, brokers, |t| t.replace("\"fetch.wait.max.ms\" = \"10\"", &fetch_wait))?;
     let total = (args.rate as f64 * args.duration.as_secs_f64()) as usize;
     println!(
         "modelbus bench --kafka {brokers} --paced — claims model, {} events/s for {:?} ({total} events), fetch.wait.max.ms = {}",
@@ -113,14 +105,6 @@ fn python(
         .stdout(Stdio::null())
         .spawn()
         .context("starting scripts/kafka_baseline.py")
-}
-
-/// A reader of `topic` from its beginning, attached before the worker starts.
-async fn watch(bus: &Bus, topic: &str) -> anyhow::Result<Follower> {
-    bus.ensure_topic(topic, true).await.with_context(|| format!("creating {topic}"))?;
-    let mut f = bus.follow(topic, ReadFrom::Beginning).await?;
-    f.next_batch(1, Duration::from_millis(500)).await?;
-    Ok(f)
 }
 
 /// Warms the worker up with one event, then offers `total` events at the

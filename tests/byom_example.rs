@@ -24,22 +24,6 @@ use serde_json::Value;
 /// does not move unless the model does.
 const A0042_PROBABILITY: f64 = 0.1544230580329895;
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            // A data directory left by someone running the example in place is not part of it.
-            if e.file_name() != "data" {
-                copy_dir(&e.path(), &target);
-            }
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 /// `ORT_DYLIB_PATH`, or the library in the repository's `.venv` onnxruntime wheel.
 fn ort_dylib() -> PathBuf {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
@@ -84,7 +68,7 @@ fn ok(out: Output, what: &str) -> String {
 async fn the_byom_example_scores_published_events() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/byom"), root);
+    common::copy_example(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/byom"), root);
 
     let out = ok(modelbus(root, &["validate", "--config", "modelbus.toml"]).output().unwrap(), "validate");
     assert!(out.contains("modelbus.toml: ok"), "{out}");

@@ -18,23 +18,13 @@ fn tour() -> String {
     block[open..close].to_string()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_five_minute_tour_works_as_written() {
     let dir = tempfile::tempdir().unwrap();
-    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/claims"), &dir.path().join("examples/claims"));
+    common::copy_example(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/claims"),
+        &dir.path().join("examples/claims"),
+    );
     let mut script = String::from("set -u\n");
     for line in tour().lines() {
         if line.starts_with("cargo build") {

@@ -29,6 +29,23 @@ pub fn claims(edit: impl FnOnce(String) -> String) -> Claims {
     Claims { dir, config_path, config }
 }
 
+/// Copies an example directory (`examples/<name>`) to `to`, leaving out a
+/// `data` directory someone running the example in place left there.
+pub fn copy_example(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            if e.file_name() != "data" {
+                copy_example(&e.path(), &target);
+            }
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 /// Reads every record of a topic (empty if the topic does not exist yet).
 pub async fn read_all(bus: &Bus, topic: &str) -> Vec<Delivery> {
     bus.read(topic, ReadFrom::Beginning, usize::MAX).await.unwrap_or_default()

@@ -213,16 +213,7 @@ impl KafkaBus {
 
     pub async fn follow(&self, topic: &str, from: ReadFrom) -> Result<KafkaFollower, BusError> {
         let n = self.partitions_of(topic).await?.ok_or_else(|| BusError::NoSuchTopic(topic.to_string()))?;
-        let consumer: StreamConsumer = self
-            .cfg
-            .client_config(Role::Consumer)
-            // A reader commits nothing; the group id only satisfies librdkafka.
-            .set("group.id", format!("modelbus-reader-{}", uuid::Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set_if_absent("fetch.wait.max.ms", "50")
-            .create()
-            .map_err(kerr("create reader"))?;
+        let consumer = self.reader()?;
         let offset = match from {
             ReadFrom::Beginning => Offset::Beginning,
             ReadFrom::End => Offset::End,
@@ -256,8 +247,8 @@ impl KafkaBus {
         Ok(found.into_iter().next().filter(|d| d.offset == offset))
     }
 
-    /// A consumer for reading without a group: it joins none and commits
-    /// nothing (as [`KafkaBus::follow`] makes its own).
+    /// A consumer for reading without a group ([`KafkaBus::follow`],
+    /// [`KafkaBus::read_at`]): it joins none and commits nothing.
     fn reader(&self) -> Result<StreamConsumer, BusError> {
         self.cfg
             .client_config(Role::Consumer)
