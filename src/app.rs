@@ -14,7 +14,7 @@ use crate::error::{Classify, ErrorClass};
 use crate::features::{FeatureError, FeatureStore};
 use crate::model::{Model, ModelError};
 use crate::schema::{SchemaError, SchemaRegistry};
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkContext, SinkError};
 use crate::telemetry::WorkerStats;
 use crate::worker::plan::Plan;
 use crate::worker::{Worker, WorkerError};
@@ -29,6 +29,8 @@ pub enum AppError {
     Model(#[from] ModelError),
     #[error(transparent)]
     Features(#[from] FeatureError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
     /// A worker whose config does not fit what was loaded (its model).
     #[error("{0}")]
     Plan(crate::config::ConfigError),
@@ -49,6 +51,7 @@ impl Classify for AppError {
             AppError::Schema(e) => e.code(),
             AppError::Model(e) => e.code(),
             AppError::Features(e) => e.code(),
+            AppError::Sink(e) => e.code(),
             AppError::Plan(_) => "bad_worker_plan",
             AppError::Panicked { .. } => "panicked",
             AppError::Worker(e) => e.code(),
@@ -97,7 +100,11 @@ impl App {
                 }
                 None => None,
             };
-            let sinks = w.sinks.iter().map(|s| Sink::new(s, self.bus.clone())).collect();
+            let cx = SinkContext { bus: self.bus.clone() };
+            let mut sinks = Vec::with_capacity(w.sinks.len());
+            for s in &w.sinks {
+                sinks.push(Sink::open(s, &cx).await?);
+            }
             let plan = Plan::build(&self.config, i, self.models[&w.model].clone(), store, self.schemas.clone(), sinks)
                 .map_err(AppError::Plan)?;
             if let Some(store) = &plan.store {

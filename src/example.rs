@@ -1,8 +1,9 @@
 //! The claims example built into the binary, so `modelbus demo` and
 //! `modelbus bench` work from anywhere with no set-up: its config, schemas,
-//! model, golden set and customers CSV are embedded and written out to a
-//! directory on demand. Also the synthetic `ClaimCreated` generator, with
-//! deliberately bad events for the demo.
+//! model, golden set and customers CSV are embedded, and [`set_up`] writes
+//! them out to a directory ready to run (the one way the demo, the
+//! benchmarks and the tests prepare it). Also the synthetic `ClaimCreated`
+//! generator, with deliberately bad events for the demo.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
+use crate::config::{Config, ConfigErrors};
 use crate::event::{Event, Record};
+use crate::features::FeatureError;
 
 const FILES: &[(&str, &[u8])] = &[
     ("modelbus.toml", include_bytes!("../examples/claims/modelbus.toml")),
@@ -26,8 +29,60 @@ pub const INPUT_TOPIC: &str = "claims";
 pub const RESULT_TOPIC: &str = "risk-scored";
 pub const STORE: &str = "customers";
 
+/// The customers CSV, relative to the example's directory.
+const CUSTOMERS_CSV: &str = "features/customers.csv";
+
+/// The example written out and ready to run.
+pub struct Deployment {
+    /// The config file, as edited.
+    pub config_path: PathBuf,
+    /// That config, loaded.
+    pub config: Config,
+    /// The topic and group names, when the example was pointed at Kafka.
+    pub kafka: Option<KafkaNames>,
+    /// The customers CSV, already loaded into feature store [`STORE`].
+    pub customers_csv: PathBuf,
+    /// How many customers it held.
+    pub customers: usize,
+}
+
+/// Why [`set_up`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SetUpError {
+    #[error("writing the claims example: {0}")]
+    Write(std::io::Error),
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    Features(#[from] FeatureError),
+}
+
+/// Writes the example into `dir`, points it at the Kafka cluster at
+/// `kafka_brokers` when given (with topic and group names unique to this
+/// run; the feature store stays embedded), passes the config text through
+/// `edit` and writes it back, loads that config, and loads the customers
+/// CSV into the feature store.
+pub fn set_up(
+    dir: &Path,
+    kafka_brokers: Option<&str>,
+    edit: impl FnOnce(String) -> String,
+) -> Result<Deployment, SetUpError> {
+    let config_path = write_to(dir).map_err(SetUpError::Write)?;
+    let mut text = std::fs::read_to_string(&config_path).map_err(SetUpError::Write)?;
+    let kafka = kafka_brokers.map(|brokers| {
+        let (on_kafka, names) = use_kafka(&text, brokers);
+        text = on_kafka;
+        names
+    });
+    std::fs::write(&config_path, edit(text)).map_err(SetUpError::Write)?;
+    let config = crate::config::load(&config_path)?;
+    let customers_csv = dir.join(CUSTOMERS_CSV);
+    let customers = crate::features::embedded::load_csv(&config.data_dir, STORE, &customers_csv)?;
+    Ok(Deployment { config_path, config, kafka, customers_csv, customers })
+}
+
 /// Writes the example into `dir`; returns the config file's path.
-pub fn write_to(dir: &Path) -> std::io::Result<PathBuf> {
+fn write_to(dir: &Path) -> std::io::Result<PathBuf> {
     for (name, bytes) in FILES {
         let p = dir.join(name);
         if let Some(parent) = p.parent() {
@@ -60,16 +115,16 @@ pub struct KafkaNames {
     pub group: String,
 }
 
-/// Rewrites the example's config at `config_path` to use the Kafka cluster
-/// at `brokers` (the feature store stays embedded).
-pub fn use_kafka(config_path: &Path, brokers: &str) -> std::io::Result<KafkaNames> {
+/// The example's config `text` rewritten to use the Kafka cluster at
+/// `brokers` (the feature store stays embedded), and the names it now uses.
+fn use_kafka(text: &str, brokers: &str) -> (String, KafkaNames) {
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
     let names = KafkaNames {
         input: format!("{INPUT_TOPIC}-{tag}"),
         results: format!("{RESULT_TOPIC}-{tag}"),
         group: format!("claims-risk-{tag}"),
     };
-    let text = std::fs::read_to_string(config_path)?
+    let text = text
         .replace(
             "[bus]\nkind = \"embedded\"\n\n[bus.embedded]",
             &format!(
@@ -84,8 +139,7 @@ pub fn use_kafka(config_path: &Path, brokers: &str) -> std::io::Result<KafkaName
             &format!("topic = \"{}\"\ngroup = \"{}\"", names.input, names.group),
         )
         .replace(&format!("topic = \"{RESULT_TOPIC}\""), &format!("topic = \"{}\"", names.results));
-    std::fs::write(config_path, text)?;
-    Ok(names)
+    (text, names)
 }
 
 pub struct Generator {

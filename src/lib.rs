@@ -24,21 +24,15 @@
 //! - [`secrets`] — values taken from the environment, kept out of every message.
 //! - [`memory`] — returning freed memory to the OS after a burst.
 //! - [`example`] — the claims example built into the binary, and its event generator.
-//! - [`demo`] and [`bench`] — the claims example end to end, and its measurements;
-//!   [`bench_kafka`] compares modelbus on Kafka with a Python worker, and with
-//!   [`bench_floor`], the Kafka client's own cost per event; [`bench_kafka_paced`]
-//!   compares their latency at a fixed rate.
+//!
+//! `modelbus demo` and `modelbus bench` are commands of the binary
+//! (`src/cli/`), and use this library only through its public API.
 
 pub mod app;
-pub mod bench;
-pub mod bench_floor;
-pub mod bench_kafka;
-pub mod bench_kafka_paced;
 pub mod bus;
 pub mod config;
 pub mod dead_letter;
 pub mod dedup;
-pub mod demo;
 pub mod error;
 pub mod event;
 pub mod example;

@@ -117,12 +117,12 @@ enum Command {
         command: cli::schema::SchemaCommand,
     },
     /// Run the claims example end to end in a temporary directory and print a summary.
-    Demo(modelbus::demo::DemoArgs),
+    Demo(cli::demo::DemoArgs),
     /// Measure throughput, latency, inference speed and CPU per event with the claims model.
-    Bench(modelbus::bench::BenchArgs),
+    Bench(cli::bench::BenchArgs),
     /// (For `bench --kafka`.) Consume and produce result-shaped records with no processing.
     #[command(hide = true)]
-    BenchFloor(modelbus::bench_floor::FloorArgs),
+    BenchFloor(cli::bench::floor::FloorArgs),
 }
 
 #[derive(Subcommand)]
@@ -203,8 +203,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             cli::run::features_load(&config, &store, &file)
         }
         Command::Schema { command } => cli::schema::schema(command),
-        Command::Demo(args) => modelbus::demo::run(args).await.map(|_| ExitCode::SUCCESS),
-        Command::Bench(args) => modelbus::bench::run(args).await.map(|_| ExitCode::SUCCESS),
-        Command::BenchFloor(args) => modelbus::bench_floor::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::Demo(args) => cli::demo::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::Bench(args) => cli::bench::run(args).await.map(|_| ExitCode::SUCCESS),
+        Command::BenchFloor(args) => cli::bench::floor::run(args).await.map(|_| ExitCode::SUCCESS),
     }
 }

@@ -17,18 +17,37 @@ use crate::features::{FeatureError, FeatureStore};
 use crate::model::{Model, ModelError};
 use crate::schema::SchemaRegistry;
 
+/// What `validate` found: problems, which refuse the config, and warnings
+/// (settings that do not apply), which do not.
+#[derive(Debug, Default)]
+pub struct Findings {
+    pub errors: Vec<ConfigError>,
+    pub warnings: Vec<ConfigError>,
+}
+
 /// Checks the config file at `path`. `load_models = false` (`--fast`)
 /// skips loading the models, and with them the worker-against-model checks.
-pub async fn check(path: &Path, load_models: bool) -> Vec<ConfigError> {
+pub async fn check(path: &Path, load_models: bool) -> Findings {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            return vec![ConfigError { path: String::new(), message: format!("cannot read {}: {e}", path.display()) }]
+            let e = ConfigError { path: String::new(), message: format!("cannot read {}: {e}", path.display()) };
+            return Findings { errors: vec![e], warnings: Vec::new() };
         }
     };
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let (config, mut errors) = crate::config::load_partial(&text, &base);
-    let Some(config) = config else { return errors };
+    let (config, errors) = crate::config::load_partial(&text, &base);
+    let Some(mut config) = config else { return Findings { errors, warnings: Vec::new() } };
+    let warnings = std::mem::take(&mut config.warnings);
+    Findings { errors: check_loaded(&config, errors, load_models).await, warnings }
+}
+
+/// The checks past the config itself: schemas, models, workers against them.
+async fn check_loaded(
+    config: &crate::config::Config,
+    mut errors: Vec<ConfigError>,
+    load_models: bool,
+) -> Vec<ConfigError> {
     if let Err(e) = SchemaRegistry::load(&config.schemas) {
         errors.push(ConfigError { path: "schemas".into(), message: e.to_string() });
     }
@@ -51,7 +70,7 @@ pub async fn check(path: &Path, load_models: bool) -> Vec<ConfigError> {
         if let Some(model) = models.get(&w.model) {
             errors.extend(crate::worker::model_fit::check(w, i, model));
         }
-        errors.extend(store_check(&config, i).await);
+        errors.extend(store_check(config, i).await);
     }
     errors
 }
@@ -74,14 +93,11 @@ async fn store_check(config: &crate::config::Config, index: usize) -> Vec<Config
     let w = &config.workers[index];
     let Some(name) = &w.feature_store else { return Vec::new() };
     let Some(cfg) = config.feature_stores.get(name) else { return Vec::new() };
-    // Opening a store creates its file: look only at one that exists.
-    if !config.data_dir.join(crate::features::embedded::FILE_NAME).exists() {
-        return Vec::new();
-    }
     let features: Vec<String> =
         w.inputs.values().flatten().filter_map(|c| c.strip_prefix("features.")).map(str::to_string).collect();
-    let store = match FeatureStore::open(name, cfg, &config.data_dir) {
-        Ok(s) => s,
+    let store = match FeatureStore::open_existing(name, cfg, &config.data_dir) {
+        Ok(Some(s)) => s,
+        Ok(None) => return Vec::new(),
         Err(e) => return vec![ConfigError { path: format!("feature_stores.{name}"), message: e.to_string() }],
     };
     match store.prepare(&features).await {

@@ -235,7 +235,10 @@ async fn publish_prints_what_it_published_as_json_lines() {
         })
         .unwrap();
     assert!(raw.status.success());
-    let p = modelbus::bus::partition::partition_for(b"k", c.config.bus.embedded.partitions);
+    let modelbus::config::BusConfig::Embedded(embedded) = &c.config.bus else {
+        panic!("the example's bus is embedded")
+    };
+    let p = modelbus::bus::partition::partition_for(b"k", embedded.partitions);
     assert_eq!(String::from_utf8(raw.stdout).unwrap(), format!("raw/{p}@0\nraw/{p}@1\n"));
 }
 

@@ -165,9 +165,10 @@ session_timeout = "soon"
         .replace("\"enable.auto.commit\" = \"true\"\n", "")
         .replace("\"group.id\" = \"mine\"\n", "");
     let c = modelbus::config::load_str(&ok, std::path::Path::new("/")).unwrap();
-    assert_eq!(c.bus.kafka.properties["sasl.password"], "s3cret");
-    assert_eq!(c.bus.kafka.session_timeout, std::time::Duration::from_secs(6));
-    assert_eq!(c.bus.kafka.consumer_properties["fetch.wait.max.ms"], "10");
+    let modelbus::config::BusConfig::Kafka(kafka) = &c.bus else { panic!("kind = \"kafka\" was not read") };
+    assert_eq!(kafka.properties["sasl.password"], "s3cret");
+    assert_eq!(kafka.session_timeout, std::time::Duration::from_secs(6));
+    assert_eq!(kafka.consumer_properties["fetch.wait.max.ms"], "10");
 }
 
 /// `modelbus validate` on `config`: (exit code, stderr).
@@ -217,4 +218,62 @@ fn validate_checks_output_indexes_against_the_model_as_it_runs() {
     let out = Command::new(common::bin()).args(["run", "--config"]).arg(&path).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("workers[0]"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The bus, a feature store and a sink each select their backend by
+/// `kind`; a key none of them has, or one only another backend has, is
+/// refused at its full path, all in one report, and a table for a backend
+/// that is not selected is a warning naming its path.
+#[test]
+fn backend_sections_refuse_unknown_and_foreign_keys_at_their_paths_all_at_once() {
+    let edit = |t: String| {
+        t.replace("[bus.embedded]\npartitions = 4", "[bus.embedded]\npartitions = 4\nbrokers = \"k1:9092\"")
+            .replace("[bus]\nkind = \"embedded\"", "[bus]\nkind = \"embedded\"\n\n[bus.kafka]\nbrokers = \"k1:9092\"")
+            .replace(
+                "[feature_stores.customers]\nkind = \"embedded\"",
+                "[feature_stores.customers]\nkind = \"embedded\"\nfile = \"customers.csv\"",
+            )
+            .replace(
+                "kind = \"topic\"\ntopic = \"risk-scored\"",
+                "kind = \"topic\"\ntopic = \"risk-scored\"\nbucket = \"results\"",
+            )
+    };
+    let example = include_str!("../examples/claims/modelbus.toml");
+    let text = edit(example.to_string());
+    let applied = text.matches("brokers").count() == 2 && text.contains("file = ") && text.contains("bucket = ");
+    assert!(applied, "the example changed: the edits no longer apply");
+    let errs = modelbus::config::load_str(&text, std::path::Path::new("/")).unwrap_err();
+    let paths: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
+    for want in ["bus.embedded.brokers", "feature_stores.customers.file", "workers[0].sinks[0].bucket"] {
+        assert!(paths.contains(&want), "{want} not reported: {errs:#?}");
+    }
+    let brokers = errs.iter().find(|e| e.path == "bus.embedded.brokers").unwrap();
+    assert!(brokers.message.contains("is a key of kind `kafka`"), "{brokers}");
+    assert!(brokers.message.contains("partitions"), "the known keys are listed: {brokers}");
+
+    // Through the CLI: every path, and the warning, in one run.
+    let c = common::claims(edit);
+    let out =
+        Command::new(common::bin()).args(["validate", "--fast", "--config"]).arg(&c.config_path).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for want in ["bus.embedded.brokers", "feature_stores.customers.file", "workers[0].sinks[0].bucket"] {
+        assert!(stderr.contains(want), "validate output lacks `{want}`:\n{stderr}");
+    }
+    assert!(stderr.contains("warning: bus.kafka: ignored"), "no warning for the unselected table:\n{stderr}");
+}
+
+/// A Kafka config that still carries `[bus.embedded]` loads, and says that
+/// table is ignored.
+#[test]
+fn a_table_for_an_unselected_bus_is_a_warning_naming_its_path() {
+    let text = "[bus]\nkind = \"kafka\"\n\n[bus.kafka]\nbrokers = \"k1:9092\"\n\n[bus.embedded]\npartitions = 8\n";
+    let c = modelbus::config::load_str(text, std::path::Path::new("/")).unwrap();
+    assert!(matches!(c.bus, modelbus::config::BusConfig::Kafka(_)));
+    let paths: Vec<&str> = c.warnings.iter().map(|w| w.path.as_str()).collect();
+    assert_eq!(paths, ["bus.embedded"]);
+    assert!(c.warnings[0].message.contains("`bus.kind` is `kafka`"), "{}", c.warnings[0]);
+    let bad_kind = modelbus::config::load_str("[bus]\nkind = \"kafak\"\n", std::path::Path::new("/")).unwrap_err();
+    assert_eq!(bad_kind[0].path, "bus.kind");
+    assert!(bad_kind[0].message.contains("known kinds: embedded, kafka"), "{}", bad_kind[0]);
 }

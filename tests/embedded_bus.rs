@@ -7,14 +7,16 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use modelbus::bus::embedded::EmbeddedBusConfig;
 use modelbus::bus::{Bus, Commit, ReadFrom, TopicPartition};
-use modelbus::config::EmbeddedBusConfig;
+use modelbus::config::BusConfig;
 
 fn bus_config(dir: &std::path::Path, edit: impl FnOnce(&mut EmbeddedBusConfig)) -> modelbus::config::Config {
     let mut text = String::from("data_dir = \"data\"\n");
     text.push_str("[bus.embedded]\npartitions = 4\n");
     let mut c = modelbus::config::load_str(&text, dir).unwrap();
-    edit(&mut c.bus.embedded);
+    let BusConfig::Embedded(embedded) = &mut c.bus else { panic!("the default bus is not the embedded one") };
+    edit(embedded);
     c
 }
 

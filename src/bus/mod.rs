@@ -13,101 +13,48 @@ pub mod partition;
 
 use std::time::Duration;
 
-use crate::config::{BusKind, Config};
+use crate::config::{BusConfig, Config};
 use crate::error::{Classify, ErrorClass};
 use crate::event::Record;
 
+/// A bus error: a backend's own, which classifies itself, or one any
+/// backend may give.
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
-    #[error("embedded bus store {path}: {source}")]
-    Store { path: String, source: rusqlite::Error },
-    #[error("embedded bus store busy: {0}")]
-    Busy(rusqlite::Error),
-    #[error("cannot open data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Embedded(#[from] embedded::EmbeddedBusError),
+    #[error(transparent)]
+    Kafka(#[from] kafka::KafkaBusError),
     #[error("topic `{0}` does not exist")]
     NoSuchTopic(String),
     #[error("partition {partition} out of range for topic `{topic}` ({partitions} partitions)")]
     BadPartition { topic: String, partition: u32, partitions: u32 },
     #[error("bus task failed: {0}")]
     Task(String),
-    #[error("kafka {op}: {source}")]
-    Kafka { op: &'static str, source: rdkafka::error::KafkaError },
-    /// librdkafka refused a property; its value is left out (it may be a password).
-    #[error("kafka {op}: cannot set property `{property}` (value <redacted>): {reason}")]
-    KafkaConfig { op: &'static str, property: String, reason: String },
-    #[error("topic `{0}` does not exist and bus.kafka.create_topics is false")]
-    MissingTopic(String),
-    #[error("cannot create topic `{topic}`: {code}")]
-    CreateTopic { topic: String, code: rdkafka::types::RDKafkaErrorCode },
     #[error("record of {size} bytes is over the bus's limit of {limit} bytes")]
     RecordTooLarge { size: usize, limit: usize },
     #[error("injected {0} fault at {1}")]
     Injected(ErrorClass, &'static str),
 }
 
-/// Kafka errors about one record that no retry can fix: the broker or the
-/// client refuses its size or shape. They fail that record alone.
-fn kafka_refuses_record(e: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::error::RDKafkaErrorCode as C;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::InvalidRecord | C::InvalidMessage)
-    )
-}
-
-/// Kafka errors that no retry can fix: credentials, authorisation, config.
-fn kafka_is_fatal(e: &rdkafka::error::KafkaError) -> bool {
-    use rdkafka::error::{KafkaError as K, RDKafkaErrorCode as C};
-    match e {
-        K::ClientConfig(..) | K::ClientCreation(_) | K::Subscription(_) => true,
-        _ => matches!(
-            e.rdkafka_error_code(),
-            Some(
-                C::TopicAuthorizationFailed
-                    | C::GroupAuthorizationFailed
-                    | C::ClusterAuthorizationFailed
-                    | C::SaslAuthenticationFailed
-                    | C::Authentication
-                    | C::InvalidConfig
-                    | C::Fatal
-            )
-        ),
-    }
-}
-
 impl Classify for BusError {
     fn class(&self) -> ErrorClass {
         match self {
-            BusError::Busy(_) | BusError::Task(_) => ErrorClass::Transient,
-            BusError::Kafka { source, .. } if kafka_is_fatal(source) => ErrorClass::Fatal,
-            BusError::Kafka { source, .. } if kafka_refuses_record(source) => ErrorClass::Permanent,
+            BusError::Embedded(e) => e.class(),
+            BusError::Kafka(e) => e.class(),
+            BusError::Task(_) => ErrorClass::Transient,
             BusError::RecordTooLarge { .. } => ErrorClass::Permanent,
             BusError::Injected(class, _) => *class,
-            // Brokers down, leaders moving, timeouts: retry.
-            BusError::Kafka { .. } => ErrorClass::Transient,
-            BusError::MissingTopic(_) | BusError::CreateTopic { .. } | BusError::KafkaConfig { .. } => {
-                ErrorClass::Fatal
-            }
             BusError::NoSuchTopic(_) | BusError::BadPartition { .. } => ErrorClass::Permanent,
-            // A store that fails for any other reason (disk gone, corrupt file)
-            // cannot be trusted with the group's position.
-            BusError::Store { .. } | BusError::DataDir { .. } => ErrorClass::Fatal,
         }
     }
     fn code(&self) -> &'static str {
         match self {
-            BusError::Store { .. } => "bus_store",
-            BusError::Busy(_) => "bus_busy",
-            BusError::DataDir { .. } => "data_dir",
+            BusError::Embedded(e) => e.code(),
+            BusError::Kafka(e) => e.code(),
             BusError::NoSuchTopic(_) => "no_such_topic",
             BusError::BadPartition { .. } => "bad_partition",
             BusError::Task(_) => "bus_task",
-            BusError::Kafka { source, .. } if kafka_refuses_record(source) => "record_too_large",
-            BusError::Kafka { .. } => "kafka",
-            BusError::KafkaConfig { .. } => "kafka_config",
-            BusError::MissingTopic(_) => "missing_topic",
-            BusError::CreateTopic { .. } => "create_topic",
             BusError::RecordTooLarge { .. } => "record_too_large",
             BusError::Injected(..) => "injected_fault",
         }
@@ -120,7 +67,7 @@ impl BusError {
     pub fn refuses_record(&self) -> bool {
         match self {
             BusError::RecordTooLarge { .. } => true,
-            BusError::Kafka { source, .. } => kafka_refuses_record(source),
+            BusError::Kafka(e) => e.refuses_record(),
             _ => false,
         }
     }
@@ -227,11 +174,9 @@ pub enum Bus {
 
 impl Bus {
     pub fn open(config: &Config) -> Result<Bus, BusError> {
-        match config.bus.kind {
-            BusKind::Embedded => {
-                Ok(Bus::Embedded(embedded::EmbeddedBus::open(&config.data_dir, config.bus.embedded.clone())?))
-            }
-            BusKind::Kafka => Ok(Bus::Kafka(Box::new(kafka::KafkaBus::open(config.bus.kafka.clone())?))),
+        match &config.bus {
+            BusConfig::Embedded(c) => Ok(Bus::Embedded(embedded::EmbeddedBus::open(&config.data_dir, c.clone())?)),
+            BusConfig::Kafka(c) => Ok(Bus::Kafka(Box::new(kafka::KafkaBus::open(c.clone())?))),
         }
     }
 

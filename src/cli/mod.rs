@@ -1,5 +1,7 @@
 //! Subcommand implementations, one file per command family.
 
+pub mod bench;
+pub mod demo;
 pub mod dlq;
 pub mod documents;
 pub mod escape;
@@ -16,5 +18,9 @@ use modelbus::config::Config;
 
 /// Loads a config or returns every problem found in it.
 pub fn load_config(path: &Path) -> anyhow::Result<Config> {
-    modelbus::config::load(path).map_err(|e| anyhow::anyhow!("{e}")).context("invalid config")
+    let config = modelbus::config::load(path).map_err(|e| anyhow::anyhow!("{e}")).context("invalid config")?;
+    for w in &config.warnings {
+        tracing::warn!(config = %path.display(), path = %w.path, "{}", w.message);
+    }
+    Ok(config)
 }

@@ -29,7 +29,10 @@ pub async fn run(config: &Path) -> anyhow::Result<ExitCode> {
 
 /// Every problem at once, each with its config path; exit 2 if any.
 pub async fn validate(path: &Path, fast: bool) -> anyhow::Result<ExitCode> {
-    let errors = modelbus::preflight::check(path, !fast).await;
+    let modelbus::preflight::Findings { errors, warnings } = modelbus::preflight::check(path, !fast).await;
+    for w in &warnings {
+        eprintln!("{}: warning: {w}", path.display());
+    }
     if errors.is_empty() {
         println!("{}: ok", path.display());
         return Ok(ExitCode::SUCCESS);

@@ -81,12 +81,14 @@ pub fn load_partial(text: &str, base: &Path) -> (Option<Config>, Vec<ConfigError
     interpolate_env(&mut doc, String::new(), &mut errors, &mut secrets);
     // Later errors of this process (the Kafka client's) are scrubbed too.
     crate::secrets::remember(&secrets);
+    let warnings = super::BusConfig::unselected(&doc);
     let mut config = deserialize_collecting(doc, &mut errors);
     if let Some(c) = &config {
         errors.extend(super::validate::validate(c));
     }
     if let Some(c) = config.as_mut() {
         resolve_paths(c, base);
+        c.warnings = scrub(warnings, &secrets);
     }
     (config, scrub(errors, &secrets))
 }
@@ -157,6 +159,11 @@ fn deserialize_collecting(mut doc: toml::Value, errors: &mut Vec<ConfigError>) -
         let path = err.path().to_string();
         let path = if path == "." { String::new() } else { path };
         let message = err.inner().to_string();
+        // An error inside a backend's section carries its path there.
+        let (path, message) = match super::sealed::split(&message) {
+            Some((inner, message)) => (super::sealed::join(&path, inner), message.to_string()),
+            None => (path, message),
+        };
         // toml appends the location (`in \`a.b\``); the path says it already.
         let message = message.split("\nin `").next().unwrap_or(&message);
         let message = message.split(" in `").next().unwrap_or(message).trim().to_string();

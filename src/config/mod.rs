@@ -8,8 +8,10 @@
 //! [`validate`]; this file is the tree itself, and its doc comments are the
 //! user documentation of each key.
 
-mod duration;
+mod backends;
+pub(crate) mod duration;
 mod load;
+pub(crate) mod sealed;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -18,6 +20,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use backends::{BusConfig, FeatureStoreBackend, FeatureStoreConfig, SinkConfig};
 pub use duration::MAX as MAX_DURATION;
 pub use load::{load, load_partial, load_str, ConfigError, ConfigErrors};
 pub use validate::is_identifier;
@@ -44,6 +47,10 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     #[serde(default)]
     pub workers: Vec<WorkerConfig>,
+    /// What loading found questionable but not wrong (settings that do not
+    /// apply), each with its path; `run` logs them and `validate` shows them.
+    #[serde(skip)]
+    pub warnings: Vec<ConfigError>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -53,158 +60,12 @@ fn default_schemas() -> PathBuf {
     "schemas".into()
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum BusKind {
-    /// Durable, on one host, in `data_dir` (SQLite in WAL mode).
-    #[default]
-    Embedded,
-    /// A Kafka-protocol cluster (`[bus.kafka]`).
-    Kafka,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BusConfig {
-    #[serde(default)]
-    pub kind: BusKind,
-    #[serde(default)]
-    pub embedded: EmbeddedBusConfig,
-    #[serde(default)]
-    pub kafka: KafkaBusConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct KafkaBusConfig {
-    /// `bootstrap.servers`: comma-separated `host:port` list.
-    pub brokers: String,
-    /// Partitions of topics modelbus creates.
-    pub partitions: u32,
-    pub replication_factor: u32,
-    /// Create missing topics. When false, a missing topic refuses start-up, naming it.
-    pub create_topics: bool,
-    /// `session.timeout.ms` of worker consumers: how long a dead member
-    /// keeps its partitions before the group rebalances.
-    #[serde(with = "duration::req")]
-    pub session_timeout: Duration,
-    /// How long a publish waits for the broker's acknowledgement.
-    #[serde(with = "duration::req")]
-    pub request_timeout: Duration,
-    /// librdkafka properties passed through unchanged to every client (TLS,
-    /// SASL, ...). Values may use `${ENV}`.
-    pub properties: BTreeMap<String, String>,
-    /// Passed only to producers (`compression.type`, `linger.ms`, ...).
-    pub producer_properties: BTreeMap<String, String>,
-    /// Passed only to consumers (`fetch.wait.max.ms`, `session.timeout.ms`, ...).
-    pub consumer_properties: BTreeMap<String, String>,
-}
-
-impl Default for KafkaBusConfig {
-    fn default() -> Self {
-        KafkaBusConfig {
-            brokers: "127.0.0.1:9092".into(),
-            partitions: 4,
-            replication_factor: 1,
-            create_topics: true,
-            session_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            properties: BTreeMap::new(),
-            producer_properties: BTreeMap::new(),
-            consumer_properties: BTreeMap::new(),
-        }
-    }
-}
-
 /// The worker's HTTP endpoint: `/metrics` (Prometheus), `/healthz`, `/readyz`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address to listen on, e.g. `"0.0.0.0:9464"`; absent → no endpoint.
     pub listen: Option<std::net::SocketAddr>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct EmbeddedBusConfig {
-    /// Partitions of topics created on first use.
-    pub partitions: u32,
-    /// Records older than this are deleted (dead-letter topics are exempt).
-    #[serde(with = "duration::opt")]
-    pub retention_age: Option<Duration>,
-    /// At most this many records are kept per partition (dead letters exempt).
-    pub retention_records: Option<u64>,
-    /// A member that has not heartbeated for this long is presumed dead and
-    /// its partitions are taken over.
-    #[serde(with = "duration::req")]
-    pub session_timeout: Duration,
-    #[serde(with = "duration::req")]
-    pub heartbeat_interval: Duration,
-    /// How often an idle consumer looks for new records written by another
-    /// process when nothing woke it. On Linux a write by any process wakes
-    /// it at once (an inotify watch on the WAL, see `bus::embedded::wake`),
-    /// so this is only the fallback.
-    #[serde(with = "duration::req")]
-    pub poll_interval: Duration,
-    /// `normal` survives a process crash (kill -9); `full` also survives
-    /// power loss at the cost of an fsync per commit.
-    pub sync: SyncMode,
-}
-
-impl Default for EmbeddedBusConfig {
-    fn default() -> Self {
-        EmbeddedBusConfig {
-            partitions: 4,
-            retention_age: None,
-            retention_records: None,
-            session_timeout: Duration::from_secs(6),
-            heartbeat_interval: Duration::from_millis(500),
-            poll_interval: Duration::from_millis(50),
-            sync: SyncMode::Normal,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SyncMode {
-    #[default]
-    Normal,
-    Full,
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum FeatureStoreKind {
-    /// A table per store in `data_dir/features.sqlite`, loaded from CSV.
-    #[default]
-    Embedded,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FeatureStoreConfig {
-    #[serde(default)]
-    pub kind: FeatureStoreKind,
-    /// Values used for a missing entity under `on_missing_entity = "defaults"`.
-    #[serde(default)]
-    pub defaults: BTreeMap<String, FeatureValue>,
-    /// Entities kept in memory after a lookup (0: none). The cache is
-    /// dropped whenever the store's data changes, so it is never stale.
-    #[serde(default = "default_cache_entries")]
-    pub cache_entries: usize,
-    /// About how much memory the cache may take, keys and rows together
-    /// (default 64 MiB); when full it starts over.
-    #[serde(default = "default_cache_bytes")]
-    pub cache_bytes: usize,
-}
-
-fn default_cache_bytes() -> usize {
-    64 << 20
-}
-
-fn default_cache_entries() -> usize {
-    100_000
 }
 
 /// A feature value: numeric or string.
@@ -329,10 +190,7 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 1 << 20;
 impl WorkerConfig {
     /// The payload limit in force on `bus` (see `max_payload_bytes`).
     pub fn max_payload_bytes(&self, bus: &BusConfig) -> usize {
-        self.max_payload_bytes.unwrap_or_else(|| match bus.kind {
-            BusKind::Embedded => DEFAULT_MAX_PAYLOAD_BYTES,
-            BusKind::Kafka => bus.kafka.max_record_bytes().saturating_sub(crate::dead_letter::MAX_HEADER_BYTES),
-        })
+        self.max_payload_bytes.unwrap_or_else(|| bus.default_max_payload_bytes())
     }
 
     pub fn group(&self) -> &str {
@@ -390,20 +248,4 @@ impl Default for RetryConfig {
             max_horizon: Duration::from_secs(300),
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum SinkKind {
-    /// A topic on the configured bus.
-    #[default]
-    Topic,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SinkConfig {
-    #[serde(default)]
-    pub kind: SinkKind,
-    pub topic: String,
 }

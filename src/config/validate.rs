@@ -10,66 +10,9 @@ use crate::dead_letter::MAX_HEADER_BYTES;
 use crate::model::OutputExpr;
 
 pub fn validate(c: &Config) -> Vec<ConfigError> {
-    let mut errs = Vec::new();
+    let mut errs = c.bus.validate();
     let mut err = |path: String, message: String| errs.push(ConfigError { path, message });
-
-    if c.bus.embedded.partitions == 0 || c.bus.embedded.partitions > 1024 {
-        err("bus.embedded.partitions".into(), "must be between 1 and 1024".into());
-    }
     let ms = Duration::from_millis(1);
-    for (name, d) in [
-        ("poll_interval", c.bus.embedded.poll_interval),
-        ("heartbeat_interval", c.bus.embedded.heartbeat_interval),
-        ("session_timeout", c.bus.embedded.session_timeout),
-    ] {
-        if d < ms {
-            err(format!("bus.embedded.{name}"), "must be at least 1ms".into());
-        }
-    }
-    if c.bus.embedded.heartbeat_interval >= c.bus.embedded.session_timeout {
-        err("bus.embedded.heartbeat_interval".into(), "must be shorter than bus.embedded.session_timeout".into());
-    }
-    if c.bus.kind == super::BusKind::Kafka {
-        let k = &c.bus.kafka;
-        if k.brokers.trim().is_empty() {
-            err("bus.kafka.brokers".into(), "must name at least one `host:port`".into());
-        }
-        if k.partitions == 0 {
-            err("bus.kafka.partitions".into(), "must be at least 1".into());
-        }
-        if k.replication_factor == 0 {
-            err("bus.kafka.replication_factor".into(), "must be at least 1".into());
-        }
-        for (name, d) in [("session_timeout", k.session_timeout), ("request_timeout", k.request_timeout)] {
-            if d < ms || d > Duration::from_secs(3600) {
-                err(format!("bus.kafka.{name}"), "must be between 1ms and 1h (librdkafka's range)".into());
-            }
-        }
-        if k.max_record_bytes() <= MAX_HEADER_BYTES {
-            err(
-                "bus.kafka.properties.\"message.max.bytes\"".into(),
-                format!(
-                    "must be well above {} bytes: a dead letter's attributes alone take up to {MAX_HEADER_BYTES}",
-                    MAX_HEADER_BYTES + 1024
-                ),
-            );
-        }
-        let tables = [
-            ("properties", &k.properties),
-            ("producer_properties", &k.producer_properties),
-            ("consumer_properties", &k.consumer_properties),
-        ];
-        for (table, props) in tables {
-            for key in props.keys() {
-                if crate::bus::kafka::OWNED_PROPERTIES.contains(&key.as_str()) {
-                    err(
-                        format!("bus.kafka.{table}.\"{key}\""),
-                        "modelbus sets this itself: its delivery guarantees depend on it".into(),
-                    );
-                }
-            }
-        }
-    }
     for name in c.feature_stores.keys() {
         if !is_identifier(name) {
             err(format!("feature_stores.{name}"), "store names are letters, digits and `_`".into());
@@ -150,15 +93,7 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             Some(0) => err(format!("{p}.max_payload_bytes"), "must be positive".into()),
             Some(n) => {
                 // The dead letter of a record this large must still fit the bus.
-                let (limit, what) = match c.bus.kind {
-                    super::BusKind::Embedded => {
-                        (crate::bus::embedded::MAX_RECORD_BYTES, "the embedded bus's record limit".to_string())
-                    }
-                    super::BusKind::Kafka => (
-                        c.bus.kafka.max_record_bytes(),
-                        format!("message.max.bytes ({}) less framing", c.bus.kafka.message_max_bytes()),
-                    ),
-                };
+                let (limit, what) = (c.bus.max_record_bytes(), c.bus.record_limit_reason());
                 let most = limit.saturating_sub(MAX_HEADER_BYTES);
                 if n > most {
                     err(
@@ -186,11 +121,8 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
             err(format!("{p}.sinks"), "at least one sink is required".into());
         }
         for (j, s) in w.sinks.iter().enumerate() {
-            if s.topic.is_empty() {
-                err(format!("{p}.sinks[{j}].topic"), "must not be empty".into());
-            }
-            if s.topic == w.topic {
-                err(format!("{p}.sinks[{j}].topic"), "must differ from the input topic (a loop)".into());
+            for e in s.validate(&format!("{p}.sinks[{j}]"), &w.topic) {
+                err(e.path, e.message);
             }
         }
     }

@@ -15,6 +15,12 @@ use super::{Cell, FeatureError, Row};
 
 pub const FILE_NAME: &str = "features.sqlite";
 
+/// The embedded store's own keys in `[feature_stores.<name>]`: none yet
+/// (its table lives in `data_dir`), so any other key is refused.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddedStoreConfig {}
+
 pub struct EmbeddedStore {
     name: String,
     conn: Arc<Mutex<Connection>>,

@@ -7,7 +7,7 @@ pub mod embedded;
 
 use std::path::Path;
 
-use crate::config::{FeatureStoreConfig, FeatureStoreKind, FeatureValue};
+use crate::config::{FeatureStoreBackend, FeatureStoreConfig, FeatureValue};
 use crate::error::{Classify, ErrorClass};
 
 /// One entity's features, in the prepared order. Shared, not copied: a
@@ -77,13 +77,31 @@ pub enum FeatureStore {
 
 impl FeatureStore {
     pub fn open(name: &str, cfg: &FeatureStoreConfig, data_dir: &Path) -> Result<FeatureStore, FeatureError> {
-        match cfg.kind {
-            FeatureStoreKind::Embedded => Ok(FeatureStore::Embedded(embedded::EmbeddedStore::open(
+        match &cfg.backend {
+            FeatureStoreBackend::Embedded(_) => Ok(FeatureStore::Embedded(embedded::EmbeddedStore::open(
                 name,
                 data_dir,
                 cfg.cache_entries,
                 cfg.cache_bytes,
             )?)),
+        }
+    }
+
+    /// Opens the store only if it exists already (`validate` must not
+    /// create one as a side effect): `None` when it does not.
+    pub fn open_existing(
+        name: &str,
+        cfg: &FeatureStoreConfig,
+        data_dir: &Path,
+    ) -> Result<Option<FeatureStore>, FeatureError> {
+        let exists = match &cfg.backend {
+            // Opening creates its file.
+            FeatureStoreBackend::Embedded(_) => data_dir.join(embedded::FILE_NAME).exists(),
+        };
+        if exists {
+            Self::open(name, cfg, data_dir).map(Some)
+        } else {
+            Ok(None)
         }
     }
 

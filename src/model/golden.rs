@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Model, ModelError, TensorInput};
+use super::{GoldenFailure, Model, ModelError, TensorInput};
 
 #[derive(Debug, Deserialize)]
 struct Golden {
@@ -32,15 +32,15 @@ struct GoldenTensor {
 /// Runs the golden inputs and compares every golden output; returns the
 /// largest absolute difference seen.
 pub fn check(model: &Model, path: &Path) -> Result<f64, ModelError> {
-    let fail = |detail: String| ModelError::Golden { path: path.display().to_string(), detail };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(format!("cannot read: {e}")))?;
-    let golden: Golden = serde_json::from_str(&text).map_err(|e| fail(format!("invalid golden file: {e}")))?;
+    let fail = |detail: GoldenFailure| ModelError::Golden { path: path.display().to_string(), detail };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(GoldenFailure::Unreadable(e)))?;
+    let golden: Golden = serde_json::from_str(&text).map_err(|e| fail(GoldenFailure::Invalid(e)))?;
     let mut inputs = Vec::new();
     for spec in model.inputs() {
         let t = golden
             .inputs
             .get(&spec.name)
-            .ok_or_else(|| fail(format!("no golden input for model input `{}`", spec.name)))?;
+            .ok_or_else(|| fail(GoldenFailure::MissingInput { input: spec.name.clone() }))?;
         let rows = t.shape.first().copied().unwrap_or(0);
         inputs.push(TensorInput {
             rows,
@@ -48,17 +48,19 @@ pub fn check(model: &Model, path: &Path) -> Result<f64, ModelError> {
             data: t.data.iter().map(|v| v.map_or(f32::NAN, |v| v as f32)).collect(),
         });
     }
-    let outputs = model.run(inputs).map_err(|e| fail(e.to_string()))?;
+    let outputs = model.run(inputs).map_err(|e| fail(GoldenFailure::Run(Box::new(e))))?;
     let mut worst = 0f64;
     for (name, expected) in &golden.outputs {
-        let out =
-            outputs.iter().find(|o| &o.name == name).ok_or_else(|| fail(format!("model has no output `{name}`")))?;
+        let out = outputs
+            .iter()
+            .find(|o| &o.name == name)
+            .ok_or_else(|| fail(GoldenFailure::MissingOutput { output: name.clone() }))?;
         if out.data.len() != expected.data.len() {
-            return Err(fail(format!(
-                "output `{name}` has {} values, golden has {}",
-                out.data.len(),
-                expected.data.len()
-            )));
+            return Err(fail(GoldenFailure::Length {
+                output: name.clone(),
+                got: out.data.len(),
+                want: expected.data.len(),
+            }));
         }
         for (i, (got, want)) in out.data.iter().zip(&expected.data).enumerate() {
             let want = want.unwrap_or(f64::NAN);
@@ -66,10 +68,14 @@ pub fn check(model: &Model, path: &Path) -> Result<f64, ModelError> {
             // `diff` is NaN when one side is: a mismatch unless both are.
             let within = diff <= golden.tolerance || (want.is_nan() && got.is_nan());
             if !within {
-                return Err(fail(format!(
-                    "output `{name}` value {i}: got {got}, onnxruntime gave {want} (|diff| {diff:e} > {:e})",
-                    golden.tolerance
-                )));
+                return Err(fail(GoldenFailure::Mismatch {
+                    output: name.clone(),
+                    index: i,
+                    got: *got,
+                    want,
+                    diff,
+                    tolerance: golden.tolerance,
+                }));
             }
             if diff.is_finite() {
                 worst = worst.max(diff);

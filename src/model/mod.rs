@@ -7,6 +7,7 @@
 //! wrongly fails start-up instead of scoring events. Inputs arrive as `f32`
 //! rows assembled by the worker and are cast to each input's type here.
 
+mod error;
 mod golden;
 pub mod ml_ops;
 mod onnx;
@@ -18,52 +19,10 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+pub use error::{GoldenFailure, LoadFailure, ModelError};
 pub use output::OutputExpr;
 
 use crate::config::{ModelConfig, Runtime};
-use crate::error::{Classify, ErrorClass};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("model `{name}`: file {path} does not exist")]
-    Missing { name: String, path: String },
-    #[error("model `{name}`: cannot read {path}: {reason}")]
-    Unreadable { name: String, path: String, reason: String },
-    #[error("model `{name}`: {path} has sha256 {actual}, but the config pins {expected}")]
-    ShaMismatch { name: String, path: String, expected: String, actual: String },
-    #[error("model `{name}`: cannot load {path}: {reason}")]
-    Load { name: String, path: String, reason: String },
-    #[error("golden check {path} failed: {detail}")]
-    Golden { path: String, detail: String },
-    #[error("model `{name}` needs runtime `{runtime}`, which this build does not include")]
-    RuntimeUnavailable { name: String, runtime: &'static str },
-    #[error("bad model input: {0}")]
-    BadInput(String),
-    #[error("inference failed: {0}")]
-    Inference(String),
-}
-
-impl Classify for ModelError {
-    fn class(&self) -> ErrorClass {
-        match self {
-            // The same rows fail the same way every time.
-            ModelError::BadInput(_) | ModelError::Inference(_) => ErrorClass::Permanent,
-            _ => ErrorClass::Fatal,
-        }
-    }
-    fn code(&self) -> &'static str {
-        match self {
-            ModelError::Missing { .. } => "model_missing",
-            ModelError::Unreadable { .. } => "model_unreadable",
-            ModelError::ShaMismatch { .. } => "model_sha256_mismatch",
-            ModelError::Load { .. } => "model_load",
-            ModelError::Golden { .. } => "model_golden_mismatch",
-            ModelError::RuntimeUnavailable { .. } => "runtime_unavailable",
-            ModelError::BadInput(_) => "bad_model_input",
-            ModelError::Inference(_) => "inference_failed",
-        }
-    }
-}
 
 /// The element type a model input is cast to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +106,10 @@ impl Model {
         if !cfg.path.exists() {
             return Err(ModelError::Missing { name: name.into(), path });
         }
-        let bytes = std::fs::read(&cfg.path).map_err(|e| ModelError::Unreadable {
+        let bytes = std::fs::read(&cfg.path).map_err(|reason| ModelError::Unreadable {
             name: name.into(),
             path: path.clone(),
-            reason: e.to_string(),
+            reason,
         })?;
         let sha256 = hex::encode(Sha256::digest(&bytes));
         if let Some(expected) = &cfg.sha256 {
@@ -163,16 +122,11 @@ impl Model {
                 });
             }
         }
-        let load_err = |reason: String| ModelError::Load { name: name.into(), path: path.clone(), reason };
+        let load_err =
+            |reason| ModelError::Load { name: name.into(), path: path.clone(), runtime: cfg.runtime, reason };
         let backend = match cfg.runtime {
-            // tract covers most exported models, not every op: when it
-            // refuses one, say where to go next.
-            Runtime::Tract => Backend::Tract(onnx::TractModel::load(&bytes).map_err(|reason| {
-                load_err(format!(
-                    "{reason}\n(tract, the pure-Rust runtime, cannot run this graph; `runtime = \"ort\"` under \
-                     [models.{name}] runs it on ONNX Runtime instead)"
-                ))
-            })?),
+            // A refusal by tract says to try ONNX Runtime (`error::runtime_hint`).
+            Runtime::Tract => Backend::Tract(onnx::TractModel::load(&bytes).map_err(load_err)?),
             #[cfg(feature = "ort")]
             Runtime::Ort => Backend::Ort(ort_rt::OrtModel::load(&bytes).map_err(load_err)?),
             #[cfg(not(feature = "ort"))]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
-use super::{InputSpec, InputType, ModelError, Output, TensorInput};
+use super::{InputSpec, InputType, LoadFailure, ModelError, Output, TensorInput};
 
 pub struct TractModel {
     plan: Arc<TypedRunnableModel>,
@@ -17,48 +17,54 @@ pub struct TractModel {
     pub has_tree_ensemble: bool,
 }
 
+/// tract's error for a graph it cannot inspect, in its one-line form.
+fn graph_err(e: TractError) -> LoadFailure {
+    LoadFailure::Graph(e.to_string())
+}
+
 impl TractModel {
-    pub fn load(bytes: &[u8]) -> Result<TractModel, String> {
+    pub fn load(bytes: &[u8]) -> Result<TractModel, LoadFailure> {
         let onnx = super::ml_ops::onnx();
-        let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| format!("not a valid ONNX file: {e:#}"))?;
-        let graph = proto.graph.as_ref().ok_or("the ONNX file has no graph")?;
+        let proto = onnx.proto_model_for_read(&mut &bytes[..]).map_err(|e| LoadFailure::NotOnnx(format!("{e:#}")))?;
+        let graph = proto.graph.as_ref().ok_or(LoadFailure::NoGraph)?;
         let op_types: BTreeSet<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
         let has_tree_ensemble = op_types.iter().any(|t| t.starts_with("TreeEnsemble"));
-        let mut model = onnx.model_for_proto_model(&proto).map_err(|e| format!("{e:#}"))?;
+        let mut model = onnx.model_for_proto_model(&proto).map_err(|e| LoadFailure::Graph(format!("{e:#}")))?;
         let n = model.sym("N");
         let mut inputs = Vec::new();
-        for (i, outlet) in model.input_outlets().map_err(|e| e.to_string())?.to_vec().iter().enumerate() {
+        for (i, outlet) in model.input_outlets().map_err(graph_err)?.to_vec().iter().enumerate() {
             let name = model.node(outlet.node).name.clone();
-            let fact = model.input_fact(i).map_err(|e| e.to_string())?.clone();
-            let dt = fact.datum_type.concretize().ok_or_else(|| format!("input `{name}` has no element type"))?;
+            let fact = model.input_fact(i).map_err(graph_err)?.clone();
+            let dt = fact.datum_type.concretize().ok_or_else(|| LoadFailure::UntypedInput { input: name.clone() })?;
             let ty = match dt {
                 DatumType::F32 => InputType::F32,
                 DatumType::F64 => InputType::F64,
                 DatumType::I64 => InputType::I64,
                 DatumType::I32 => InputType::I32,
-                other => return Err(format!("input `{name}` has unsupported type {other:?}")),
+                other => return Err(LoadFailure::UnsupportedInputType { input: name, ty: format!("{other:?}") }),
             };
             let dims: Vec<_> = fact.shape.dims().cloned().collect();
             if dims.len() != 2 {
-                return Err(format!("input `{name}` must be 2-D [batch, features], is {}-D", dims.len()));
+                return Err(LoadFailure::InputRank { input: name, rank: dims.len() });
             }
             let width = dims[1]
                 .concretize()
                 .and_then(|d| d.to_i64().ok())
                 .map(|v| v as usize)
-                .ok_or_else(|| format!("input `{name}` has no fixed feature width"))?;
+                .ok_or_else(|| LoadFailure::UnfixedWidth { input: name.clone() })?;
             model
                 .set_input_fact(i, InferenceFact::dt_shape(dt, tvec![n.to_dim(), width.to_dim()]))
-                .map_err(|e| e.to_string())?;
+                .map_err(graph_err)?;
             inputs.push(InputSpec { name, width, ty });
         }
         let outputs: Vec<String> = model
             .output_outlets()
-            .map_err(|e| e.to_string())?
+            .map_err(graph_err)?
             .iter()
             .map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone()))
             .collect();
-        let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| format!("{e:#}"))?;
+        let plan =
+            model.into_optimized().and_then(|m| m.into_runnable()).map_err(|e| LoadFailure::Graph(format!("{e:#}")))?;
         Ok(TractModel { plan, inputs, outputs, has_tree_ensemble })
     }
 

@@ -11,7 +11,7 @@ use ort::session::{builder::GraphOptimizationLevel, Session, SessionInputValue};
 use ort::value::{Tensor, TensorElementType, ValueType};
 use tract_onnx::prelude::Framework as _;
 
-use super::{InputSpec, InputType, ModelError, Output, TensorInput};
+use super::{InputSpec, InputType, LoadFailure, ModelError, Output, TensorInput};
 
 /// The variable that names `libonnxruntime.so`.
 pub const DYLIB_ENV: &str = "ORT_DYLIB_PATH";
@@ -26,54 +26,54 @@ pub struct OrtModel {
 
 /// One environment per process, created on first use; a failure to load the
 /// library is remembered so every model names the same cause.
-fn environment() -> Result<&'static Environment, String> {
-    static ENV: OnceLock<Result<Environment, String>> = OnceLock::new();
+fn environment() -> Result<&'static Environment, LoadFailure> {
+    static ENV: OnceLock<Result<Environment, LoadFailure>> = OnceLock::new();
     ENV.get_or_init(|| {
-        let path = std::env::var_os(DYLIB_ENV).ok_or_else(|| {
-            format!(
-                "runtime `ort` loads libonnxruntime.so at run time: set {DYLIB_ENV} to its path \
-                 (the onnxruntime wheel has it in onnxruntime/capi/)"
-            )
-        })?;
+        let path = std::env::var_os(DYLIB_ENV).ok_or(LoadFailure::OrtDylibUnset)?;
         let shown = std::path::Path::new(&path).display().to_string();
         ort::init_from(&path)
-            .map_err(|e| format!("cannot load ONNX Runtime from {shown} ({DYLIB_ENV}): {e}"))?
+            .map_err(|e| LoadFailure::OrtDylibLoad { path: shown.clone(), detail: e.to_string() })?
             .with_name("modelbus")
             .build()
-            .map_err(|e| format!("cannot start ONNX Runtime from {shown}: {e}"))
+            .map_err(|e| LoadFailure::OrtStart { path: shown, detail: e.to_string() })
     })
     .as_ref()
     .map_err(Clone::clone)
 }
 
+/// ONNX Runtime refusing a session setting.
+fn session_err(e: impl std::fmt::Display) -> LoadFailure {
+    LoadFailure::OrtSession(e.to_string())
+}
+
 impl OrtModel {
-    pub fn load(bytes: &[u8]) -> Result<OrtModel, String> {
+    pub fn load(bytes: &[u8]) -> Result<OrtModel, LoadFailure> {
         let env = environment()?;
         let session = Session::builder(env)
-            .map_err(|e| e.to_string())?
+            .map_err(session_err)?
             .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(|e| e.to_string())?
+            .map_err(session_err)?
             // Inference already runs on its own blocking thread per batch;
             // one intra-op thread keeps it from fighting the worker for cores.
             .with_intra_threads(1)
-            .map_err(|e| e.to_string())?
+            .map_err(session_err)?
             .commit_from_memory(bytes)
-            .map_err(|e| format!("not a valid ONNX file for ONNX Runtime: {e}"))?;
+            .map_err(|e| LoadFailure::OrtNotOnnx(e.to_string()))?;
         let mut inputs = Vec::new();
         for outlet in session.inputs() {
             let name = outlet.name().to_string();
             let ValueType::Tensor { ty, shape, .. } = outlet.dtype() else {
-                return Err(format!("input `{name}` is not a tensor"));
+                return Err(LoadFailure::NotTensor { input: name });
             };
             let ty = match ty {
                 TensorElementType::Float32 => InputType::F32,
                 TensorElementType::Float64 => InputType::F64,
                 TensorElementType::Int64 => InputType::I64,
                 TensorElementType::Int32 => InputType::I32,
-                other => return Err(format!("input `{name}` has unsupported type {other:?}")),
+                other => return Err(LoadFailure::UnsupportedInputType { input: name, ty: format!("{other:?}") }),
             };
             if shape.len() != 2 || shape[1] < 1 {
-                return Err(format!("input `{name}` must be 2-D [batch, features] with a fixed width"));
+                return Err(LoadFailure::OrtInputShape { input: name });
             }
             inputs.push(InputSpec { name, width: shape[1] as usize, ty });
         }

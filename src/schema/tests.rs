@@ -1,5 +1,7 @@
 use super::*;
 use serde_json::json;
+use std::fs;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The committed fixtures. Found through the manifest in this crate; when

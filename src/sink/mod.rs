@@ -1,12 +1,15 @@
 //! Sinks: where results go. A worker acknowledges an input only after every
-//! sink has accepted its result. Backends are an enum.
+//! sink has accepted its result. Backends are an enum; a sink is opened from
+//! its config and a [`SinkContext`], which holds what sinks share (the bus
+//! now; HTTP clients and secrets as sinks need them), so that a new sink is
+//! its own folder plus a variant here and in [`SinkConfig`].
 
 pub mod topic;
 
 use std::sync::Arc;
 
 use crate::bus::{Bus, BusError};
-use crate::config::{SinkConfig, SinkKind};
+use crate::config::SinkConfig;
 use crate::error::{Classify, ErrorClass};
 use crate::event::Record;
 
@@ -41,15 +44,25 @@ impl Classify for SinkError {
     }
 }
 
+/// What a sink may take when it opens: shared by every sink of a deployment.
+#[derive(Clone)]
+pub struct SinkContext {
+    /// The deployment's bus (the topic sink publishes to it).
+    pub bus: Arc<Bus>,
+}
+
 pub enum Sink {
     Topic(topic::TopicSink),
 }
 
 impl Sink {
-    pub fn new(cfg: &SinkConfig, bus: Arc<Bus>) -> Sink {
-        match cfg.kind {
-            SinkKind::Topic => Sink::Topic(topic::TopicSink::new(bus, cfg.topic.clone())),
-        }
+    /// Opens the sink `cfg` describes. Async and fallible because sinks
+    /// beyond topics connect, check credentials or create what they write
+    /// to before the first result; an error stops start-up, naming the sink.
+    pub async fn open(cfg: &SinkConfig, cx: &SinkContext) -> Result<Sink, SinkError> {
+        Ok(match cfg {
+            SinkConfig::Topic(t) => Sink::Topic(topic::TopicSink::open(t, cx.bus.clone())),
+        })
     }
 
     /// Delivers a batch and says what became of each record, in order:

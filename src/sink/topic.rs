@@ -3,9 +3,38 @@
 
 use std::sync::Arc;
 
+use serde::Deserialize;
+
 use super::SinkError;
 use crate::bus::Bus;
+use crate::config::ConfigError;
 use crate::event::Record;
+
+/// `{ kind = "topic", topic = "..." }` (`kind` may be left out).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopicSinkConfig {
+    /// The topic results are published to, on the worker's bus.
+    pub topic: String,
+}
+
+impl TopicSinkConfig {
+    /// `path` is the sink's (`workers[0].sinks[1]`); results must not go
+    /// back to the worker's own input topic.
+    pub(crate) fn validate(&self, path: &str, input_topic: &str) -> Vec<ConfigError> {
+        let mut errs = Vec::new();
+        if self.topic.is_empty() {
+            errs.push(ConfigError { path: format!("{path}.topic"), message: "must not be empty".into() });
+        }
+        if self.topic == input_topic {
+            errs.push(ConfigError {
+                path: format!("{path}.topic"),
+                message: "must differ from the input topic (a loop)".into(),
+            });
+        }
+        errs
+    }
+}
 
 pub struct TopicSink {
     bus: Arc<Bus>,
@@ -13,8 +42,8 @@ pub struct TopicSink {
 }
 
 impl TopicSink {
-    pub fn new(bus: Arc<Bus>, topic: String) -> TopicSink {
-        TopicSink { bus, topic }
+    pub fn open(cfg: &TopicSinkConfig, bus: Arc<Bus>) -> TopicSink {
+        TopicSink { bus, topic: cfg.topic.clone() }
     }
 
     pub fn topic(&self) -> &str {

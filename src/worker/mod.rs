@@ -10,8 +10,10 @@
 //! transient → retry in place with backoff, permanent → dead-letter at once,
 //! fatal → stop without committing.
 
+pub mod infer_cost;
 pub mod inflight;
 pub mod model_fit;
+pub mod outcome;
 pub mod plan;
 pub mod stages;
 
@@ -25,8 +27,8 @@ use chrono::{TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
 
 use self::inflight::{InFlight, SlotState};
+use self::outcome::{Outcome, StageError};
 use self::plan::Plan;
-use self::stages::{Outcome, StageError};
 use crate::bus::{AttemptState, Bus, BusError, Consumer, TopicPartition};
 use crate::config::{BatchConfig, RetryConfig};
 use crate::dead_letter::{envelope, Failure, Origin};

@@ -5,13 +5,14 @@
 
 use std::sync::Arc;
 
-use super::stages::StageError;
 use serde_json::Value;
 
+use super::infer_cost::InferCost;
+use super::outcome::StageError;
 use crate::config::{Config, ConfigError, FeatureStoreConfig, MissingEntity, WorkerConfig};
 use crate::dead_letter::Stage;
 use crate::error::ErrorClass;
-use crate::event::{result_id, Event, Headers, Record};
+use crate::event::{Event, ResultProducer};
 use crate::features::{Cell, FeatureStore};
 use crate::model::{Model, Output, OutputExpr};
 use crate::schema::SchemaRegistry;
@@ -55,7 +56,7 @@ pub struct Plan {
     pub sinks: Vec<Sink>,
     pub dedup: Option<Arc<crate::dedup::Dedup>>,
     /// Whether a batch is small enough to infer without a thread hand-off.
-    pub infer_cost: super::stages::InferCost,
+    pub infer_cost: InferCost,
 }
 
 impl Plan {
@@ -167,20 +168,25 @@ impl Plan {
         }
     }
 
-    /// The result event for `cause`, as a record ready for the sinks.
-    /// The result record of one event, in binary mode, encoded directly:
-    /// this runs once per event, so it builds no intermediate [`Event`] or
-    /// JSON map. The headers are exactly what [`Event::to_record`] writes
-    /// for the same result (a test holds the two together). `time` is the
-    /// batch's timestamp, formatted once per batch.
-    pub fn result_for(
-        &self,
-        cause: &Event,
-        schema_version: u32,
-        outputs: &[Output],
-        row: usize,
-        time: &str,
-    ) -> Result<Record, StageError> {
+    /// What a result event takes from this worker rather than from its
+    /// cause, borrowed once per batch for [`crate::event::result_record`].
+    pub fn result_producer(&self) -> ResultProducer<'_> {
+        ResultProducer {
+            source: &self.result_source,
+            ty: &self.result_type,
+            dataschema: self.result_dataschema.as_deref(),
+            worker: &self.worker,
+            model_name: &self.model.name,
+            model_version: &self.model.version,
+        }
+    }
+
+    /// The data of the result event for `cause`: the mapped outputs of its
+    /// `row`, then the passthrough fields, as JSON written directly (this
+    /// runs once per event, so it builds no JSON map). The record around it
+    /// is [`crate::event::result_record`]'s, beside `Event::to_record`,
+    /// which it must match byte for byte.
+    pub fn result_data(&self, cause: &Event, outputs: &[Output], row: usize) -> Result<Vec<u8>, StageError> {
         let mut data = Vec::with_capacity(128);
         data.push(b'{');
         let mut first = true;
@@ -224,40 +230,6 @@ impl Plan {
             }
         }
         data.push(b'}');
-
-        let id = result_id(&cause.source, &cause.id, &self.worker, &self.model.version);
-        let traceparent = cause.traceparent.child(id.as_bytes()).encode();
-        let traceparent = std::str::from_utf8(&traceparent).unwrap_or_default();
-        let key = cause.partition_key().as_bytes().to_vec();
-        let correlation = cause.extensions.get("correlationid").unwrap_or(&cause.id);
-        let mut version_buf = itoa::Buffer::new();
-        let schema_version = version_buf.format(schema_version);
-        let mut headers = Headers::with_capacity(640);
-        let mut h = |name: &str, value: &str| headers.push(name, value.as_bytes());
-        h("ce_specversion", "1.0");
-        h("ce_id", &id);
-        h("ce_source", &self.result_source);
-        h("ce_type", &self.result_type);
-        h("ce_time", time);
-        if let Some(s) = &cause.subject {
-            h("ce_subject", s);
-        }
-        if let Some(s) = &self.result_dataschema {
-            h("ce_dataschema", s);
-        }
-        h("ce_traceparent", traceparent);
-        if let Some(s) = &cause.tracestate {
-            h("ce_tracestate", s);
-        }
-        // Extensions in name order, as `Event::to_record` writes them.
-        h("ce_causationid", &cause.id);
-        h("ce_correlationid", correlation);
-        h("ce_inputschemaversion", schema_version);
-        h("ce_modelname", &self.model.name);
-        h("ce_modelversion", &self.model.version);
-        h("ce_partitionkey", cause.partition_key());
-        h("ce_worker", &self.worker);
-        h("content-type", crate::event::JSON_CONTENT_TYPE);
-        Ok(Record { key: Some(key), headers, value: data })
+        Ok(data)
     }
 }

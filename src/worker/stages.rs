@@ -1,55 +1,27 @@
 //! One batch through the stages: decode → validate → features → infer →
 //! emit. Each event ends with a result or a classified failure at the stage
 //! where it failed; one bad event never fails its batch-mates.
+//!
+//! [`run_batch`] calls one function per stage, in order; each takes the
+//! events still live and returns those that passed, recording the others'
+//! outcomes. Per-event work stays in the stage loops (no extra pass, copy or
+//! allocation per event), the batch-wide work (dedup, the feature lookup,
+//! inference, the sinks) once per stage.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::Value;
 
+use super::outcome::{Outcome, StageError};
 use super::plan::{Column, Plan};
 use crate::dead_letter::Stage;
-use crate::error::{Classify, ErrorClass};
-use crate::event::{Event, Record};
+use crate::error::ErrorClass;
+use crate::event::{result_record, Event, Record};
 use crate::features::{Cell, Row};
 use crate::model::TensorInput;
-use crate::sink::Sink;
 use crate::telemetry::WorkerStats;
-
-/// How one event of a batch ended.
-#[derive(Debug)]
-pub enum Outcome {
-    /// Its result was accepted by every sink; latency from event time, µs.
-    Emitted {
-        latency_us: Option<u64>,
-    },
-    /// Its result was emitted before, within the dedup window.
-    Duplicate,
-    Failed(StageError),
-}
-
-#[derive(Debug, Clone)]
-pub struct StageError {
-    pub stage: Stage,
-    pub class: ErrorClass,
-    pub code: String,
-    pub reason: String,
-    /// The sink that refused the result (stage `emit`), for `dlsink`.
-    pub sink: Option<String>,
-}
-
-impl StageError {
-    pub fn new(stage: Stage, class: ErrorClass, code: &str, reason: impl Into<String>) -> StageError {
-        StageError { stage, class, code: code.into(), reason: reason.into(), sink: None }
-    }
-    fn at_sink<E: Classify + std::fmt::Display>(e: &E, sink: &Sink) -> StageError {
-        StageError { sink: Some(sink.describe()), ..StageError::from(Stage::Emit, e) }
-    }
-    fn from<E: Classify + std::fmt::Display>(stage: Stage, e: &E) -> StageError {
-        StageError::new(stage, e.class(), e.code(), e.to_string())
-    }
-}
 
 struct Live {
     idx: usize,
@@ -71,147 +43,205 @@ type Emitted = (usize, Record, Option<u64>, Option<(String, String)>);
 /// decode instead of filling the cache with it.
 pub const MAX_ENTITY_KEY_BYTES: usize = 256;
 
+/// Each input's outcome, set by the stage that ends it; `None` while the
+/// event is still live.
+struct Outcomes(Vec<Option<Outcome>>);
+
+impl Outcomes {
+    fn new(n: usize) -> Outcomes {
+        Outcomes((0..n).map(|_| None).collect())
+    }
+
+    #[inline]
+    fn fail(&mut self, idx: usize, e: StageError) {
+        self.0[idx] = Some(Outcome::Failed(e));
+    }
+
+    #[inline]
+    fn set(&mut self, idx: usize, outcome: Outcome) {
+        self.0[idx] = Some(outcome);
+    }
+
+    /// One outcome per input, in order; an input no stage ended is a fatal
+    /// `lost` (a bug, not something an event can cause).
+    fn finish(self) -> Vec<Outcome> {
+        self.0
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| {
+                    Outcome::Failed(StageError::new(Stage::Infer, ErrorClass::Fatal, "lost", "no outcome"))
+                })
+            })
+            .collect()
+    }
+}
+
 /// Runs one batch; returns one outcome per input, in order.
 pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerStats) -> Vec<Outcome> {
-    let mut outcomes: Vec<Option<Outcome>> = (0..records.len()).map(|_| None).collect();
-    let mut fail = |i: usize, e: StageError| outcomes[i] = Some(Outcome::Failed(e));
+    let mut out = Outcomes::new(records.len());
+    let live = decode_and_validate(plan, &records, stats, &mut out);
+    let live = drop_duplicates(plan, live, &mut out).await;
+    let live = lookup_features(plan, live, &mut out).await;
+    let (live, rows) = assemble_rows(plan, live, &mut out);
+    let results = if live.is_empty() { Vec::new() } else { infer(plan, rows).await };
+    let emitted = result_records(plan, live, results, &mut out);
+    emit_results(plan, emitted, &mut out).await;
+    out.finish()
+}
 
-    // decode + validate
+/// decode + validate: each record into a live event, in one pass.
+fn decode_and_validate(plan: &Plan, records: &[&Record], stats: &WorkerStats, out: &mut Outcomes) -> Vec<Live> {
     let mut live: Vec<Live> = Vec::with_capacity(records.len());
     for (idx, rec) in records.iter().enumerate() {
-        if rec.size() > plan.max_payload_bytes {
-            fail(
-                idx,
-                StageError::new(
-                    Stage::Validate,
-                    ErrorClass::Permanent,
-                    "payload_too_large",
-                    format!("record is {} bytes, the limit is {}", rec.size(), plan.max_payload_bytes),
-                ),
-            );
-            continue;
-        }
-        let event = match Event::from_record(rec) {
+        let event = match decode(plan, rec, stats) {
             Ok(e) => e,
             Err(e) => {
-                fail(idx, StageError::from(Stage::Decode, &e));
+                out.fail(idx, e);
                 continue;
             }
         };
-        if event.trace_derived {
-            stats.without_trace.fetch_add(1, Ordering::Relaxed);
-        }
-        if event.time.is_none() {
-            stats.without_time.fetch_add(1, Ordering::Relaxed);
-        }
-        if event.ty != plan.event_type {
-            fail(
-                idx,
-                StageError::new(
-                    Stage::Decode,
-                    ErrorClass::Permanent,
-                    "unexpected_type",
-                    format!("event type `{}`, this worker accepts `{}`", event.ty, plan.event_type),
-                ),
-            );
-            continue;
-        }
-        let schema_version = match plan.schemas.validate_compatible(&event.ty, event.dataschema.as_deref(), &event.data)
-        {
+        let (schema_version, entity) = match validate(plan, &event) {
             Ok(v) => v,
             Err(e) => {
-                fail(idx, StageError::from(Stage::Validate, &e));
-                continue;
-            }
-        };
-        let entity = match plan.entity_of(&event) {
-            Ok(Some(k)) if k.len() > MAX_ENTITY_KEY_BYTES => {
-                fail(
-                    idx,
-                    StageError::new(
-                        Stage::Decode,
-                        ErrorClass::Permanent,
-                        "entity_key_too_long",
-                        format!("entity key is {} bytes, the limit is {MAX_ENTITY_KEY_BYTES}", k.len()),
-                    ),
-                );
-                continue;
-            }
-            Ok(e) => e,
-            Err(reason) => {
-                fail(idx, StageError::new(Stage::Features, ErrorClass::Permanent, "missing_entity_key", reason));
+                out.fail(idx, e);
                 continue;
             }
         };
         live.push(Live { idx, event: Box::new(event), schema_version, entity, features: Row::from([]) });
     }
+    live
+}
 
-    // dedup: drop events whose result was already emitted
-    let mut duplicates = Vec::new();
-    if let Some(dedup) = &plan.dedup {
-        let ids = live.iter().map(|l| (l.event.source.clone(), l.event.id.clone())).collect();
-        match dedup.seen(ids).await {
-            Ok(seen) => {
-                let mut kept = Vec::with_capacity(live.len());
-                for (l, dup) in live.into_iter().zip(seen) {
-                    if dup {
-                        duplicates.push(l.idx);
-                    } else {
-                        kept.push(l);
-                    }
-                }
-                live = kept;
-            }
-            Err(e) => {
-                let err = StageError::from(Stage::Decode, &e);
-                for l in live.drain(..) {
-                    fail(l.idx, err.clone());
-                }
-            }
-        }
+/// One record into an event of this worker's type. The payload limit comes
+/// first (its stage is `validate`), so an oversized record is never parsed.
+#[inline]
+fn decode(plan: &Plan, rec: &Record, stats: &WorkerStats) -> Result<Event, StageError> {
+    if rec.size() > plan.max_payload_bytes {
+        return Err(StageError::new(
+            Stage::Validate,
+            ErrorClass::Permanent,
+            "payload_too_large",
+            format!("record is {} bytes, the limit is {}", rec.size(), plan.max_payload_bytes),
+        ));
     }
+    let event = match Event::from_record(rec) {
+        Ok(e) => e,
+        Err(e) => return Err(StageError::from(Stage::Decode, &e)),
+    };
+    if event.trace_derived {
+        stats.without_trace.fetch_add(1, Ordering::Relaxed);
+    }
+    if event.time.is_none() {
+        stats.without_time.fetch_add(1, Ordering::Relaxed);
+    }
+    if event.ty != plan.event_type {
+        return Err(StageError::new(
+            Stage::Decode,
+            ErrorClass::Permanent,
+            "unexpected_type",
+            format!("event type `{}`, this worker accepts `{}`", event.ty, plan.event_type),
+        ));
+    }
+    Ok(event)
+}
 
-    // features: one lookup for the batch
-    if let Some(store) = &plan.store {
-        let keys: Vec<String> = live.iter_mut().map(|l| l.entity.take().unwrap_or_default()).collect();
-        match store.lookup(keys).await {
-            Err(e) => {
-                let err = StageError::from(Stage::Features, &e);
-                for l in live.drain(..) {
-                    fail(l.idx, err.clone());
-                }
-            }
-            Ok(rows) => {
-                let mut kept = Vec::with_capacity(live.len());
-                for (mut l, row) in live.into_iter().zip(rows) {
-                    match row {
-                        Some(cells) => l.features = cells,
-                        None if plan.defaults_on_missing => l.features = plan.defaults.clone(),
-                        None => {
-                            fail(
-                                l.idx,
-                                StageError::new(
-                                    Stage::Features,
-                                    ErrorClass::Permanent,
-                                    "unknown_entity",
-                                    format!(
-                                        "entity `{}` is not in feature store `{}`",
-                                        plan.entity_of(&l.event).ok().flatten().unwrap_or_default(),
-                                        plan.store_name
-                                    ),
-                                ),
-                            );
-                            continue;
-                        }
-                    }
+/// An event against its schema, and the feature entity it names: the
+/// schema version it matched and the entity to look up.
+#[inline]
+fn validate(plan: &Plan, event: &Event) -> Result<(u32, Option<String>), StageError> {
+    let schema_version = match plan.schemas.validate_compatible(&event.ty, event.dataschema.as_deref(), &event.data) {
+        Ok(v) => v,
+        Err(e) => return Err(StageError::from(Stage::Validate, &e)),
+    };
+    let entity = match plan.entity_of(event) {
+        Ok(Some(k)) if k.len() > MAX_ENTITY_KEY_BYTES => {
+            return Err(StageError::new(
+                Stage::Decode,
+                ErrorClass::Permanent,
+                "entity_key_too_long",
+                format!("entity key is {} bytes, the limit is {MAX_ENTITY_KEY_BYTES}", k.len()),
+            ));
+        }
+        Ok(e) => e,
+        Err(reason) => {
+            return Err(StageError::new(Stage::Features, ErrorClass::Permanent, "missing_entity_key", reason));
+        }
+    };
+    Ok((schema_version, entity))
+}
+
+/// dedup: drop events whose result was already emitted (a worker with a
+/// dedup window only).
+async fn drop_duplicates(plan: &Plan, mut live: Vec<Live>, out: &mut Outcomes) -> Vec<Live> {
+    let Some(dedup) = &plan.dedup else { return live };
+    let ids = live.iter().map(|l| (l.event.source.clone(), l.event.id.clone())).collect();
+    match dedup.seen(ids).await {
+        Ok(seen) => {
+            let mut kept = Vec::with_capacity(live.len());
+            for (l, dup) in live.into_iter().zip(seen) {
+                if dup {
+                    out.set(l.idx, Outcome::Duplicate);
+                } else {
                     kept.push(l);
                 }
-                live = kept;
             }
+            kept
+        }
+        Err(e) => {
+            let err = StageError::from(Stage::Decode, &e);
+            for l in live.drain(..) {
+                out.fail(l.idx, err.clone());
+            }
+            live
         }
     }
+}
 
-    // infer: assemble rows, refuse the ones the model cannot take
+/// features: one lookup for the batch (a worker with a feature store only).
+async fn lookup_features(plan: &Plan, mut live: Vec<Live>, out: &mut Outcomes) -> Vec<Live> {
+    let Some(store) = &plan.store else { return live };
+    let keys: Vec<String> = live.iter_mut().map(|l| l.entity.take().unwrap_or_default()).collect();
+    match store.lookup(keys).await {
+        Err(e) => {
+            let err = StageError::from(Stage::Features, &e);
+            for l in live.drain(..) {
+                out.fail(l.idx, err.clone());
+            }
+            live
+        }
+        Ok(rows) => {
+            let mut kept = Vec::with_capacity(live.len());
+            for (mut l, row) in live.into_iter().zip(rows) {
+                match row {
+                    Some(cells) => l.features = cells,
+                    None if plan.defaults_on_missing => l.features = plan.defaults.clone(),
+                    None => {
+                        out.fail(
+                            l.idx,
+                            StageError::new(
+                                Stage::Features,
+                                ErrorClass::Permanent,
+                                "unknown_entity",
+                                format!(
+                                    "entity `{}` is not in feature store `{}`",
+                                    plan.entity_of(&l.event).ok().flatten().unwrap_or_default(),
+                                    plan.store_name
+                                ),
+                            ),
+                        );
+                        continue;
+                    }
+                }
+                kept.push(l);
+            }
+            kept
+        }
+    }
+}
+
+/// infer: assemble rows, refuse the ones the model cannot take. Returns the
+/// events still live and their rows, in the same order.
+fn assemble_rows(plan: &Plan, live: Vec<Live>, out: &mut Outcomes) -> (Vec<Live>, Vec<Vec<Vec<f32>>>) {
     let mut rows: Vec<Vec<Vec<f32>>> = Vec::with_capacity(live.len());
     let mut kept = Vec::with_capacity(live.len());
     for l in live {
@@ -220,70 +250,76 @@ pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerSt
                 rows.push(r);
                 kept.push(l);
             }
-            Err(e) => fail(l.idx, e),
+            Err(e) => out.fail(l.idx, e),
         }
     }
-    let live = kept;
-    let results = if live.is_empty() { Vec::new() } else { infer(plan, rows).await };
+    (kept, rows)
+}
 
-    // map outputs into result events
+/// map outputs into result events: each inferred event's result record,
+/// stamped with one time for the batch.
+fn result_records(
+    plan: &Plan,
+    live: Vec<Live>,
+    results: Vec<Result<RowOutputs, StageError>>,
+    out: &mut Outcomes,
+) -> Vec<Emitted> {
     let now = Utc::now();
     let time = crate::event::format_time(now);
+    let producer = plan.result_producer();
     let mut emitted: Vec<Emitted> = Vec::with_capacity(live.len());
     for (l, res) in live.into_iter().zip(results) {
         let (outputs, row) = match res {
             Ok(o) => o,
             Err(e) => {
-                fail(l.idx, e);
+                out.fail(l.idx, e);
                 continue;
             }
         };
-        match plan.result_for(&l.event, l.schema_version, &outputs, row, &time) {
-            Ok(rec) => {
+        match plan.result_data(&l.event, &outputs, row) {
+            Ok(data) => {
+                let rec = result_record(&l.event, &producer, l.schema_version, &time, data);
                 // Events without `time` are counted apart (at decode), not observed.
                 let latency =
                     l.event.time.and_then(|t| (now - t).num_microseconds()).and_then(|v| u64::try_from(v).ok());
                 let id = plan.dedup.is_some().then(|| (l.event.source.clone(), l.event.id.clone()));
                 emitted.push((l.idx, rec, latency, id));
             }
-            Err(e) => fail(l.idx, e),
+            Err(e) => out.fail(l.idx, e),
         }
     }
+    emitted
+}
 
-    // emit: every sink must accept a result before its input counts as handled
-    if !emitted.is_empty() {
-        let mut recs: Vec<Record> = Vec::with_capacity(emitted.len());
-        let mut meta = Vec::with_capacity(emitted.len());
-        for (idx, rec, latency, id) in emitted {
-            recs.push(rec);
-            meta.push((idx, latency, id));
+/// emit: every sink must accept a result before its input counts as handled
+async fn emit_results(plan: &Plan, emitted: Vec<Emitted>, out: &mut Outcomes) {
+    if emitted.is_empty() {
+        return;
+    }
+    let mut recs: Vec<Record> = Vec::with_capacity(emitted.len());
+    let mut meta = Vec::with_capacity(emitted.len());
+    for (idx, rec, latency, id) in emitted {
+        recs.push(rec);
+        meta.push((idx, latency, id));
+    }
+    let failed = emit(plan, recs).await;
+    if let Some(dedup) = &plan.dedup {
+        // Recorded only now that the results are out. If this fails the
+        // results stand; a redelivery would produce the same result ids.
+        let ids = meta.iter_mut().zip(&failed).filter(|(_, f)| f.is_none()).filter_map(|(m, _)| m.2.take()).collect();
+        if let Err(e) = dedup.record(ids).await {
+            tracing::warn!(worker = %plan.worker, error = %e, "could not record emitted ids for dedup");
         }
-        let failed = emit(plan, recs).await;
-        if let Some(dedup) = &plan.dedup {
-            // Recorded only now that the results are out. If this fails the
-            // results stand; a redelivery would produce the same result ids.
-            let ids =
-                meta.iter_mut().zip(&failed).filter(|(_, f)| f.is_none()).filter_map(|(m, _)| m.2.take()).collect();
-            if let Err(e) = dedup.record(ids).await {
-                tracing::warn!(worker = %plan.worker, error = %e, "could not record emitted ids for dedup");
-            }
-        }
-        for ((idx, latency, _), failure) in meta.into_iter().zip(failed) {
-            outcomes[idx] = Some(match failure {
+    }
+    for ((idx, latency, _), failure) in meta.into_iter().zip(failed) {
+        out.set(
+            idx,
+            match failure {
                 None => Outcome::Emitted { latency_us: latency },
                 Some(e) => Outcome::Failed(e),
-            });
-        }
+            },
+        );
     }
-    for idx in duplicates {
-        outcomes[idx] = Some(Outcome::Duplicate);
-    }
-    outcomes
-        .into_iter()
-        .map(|o| {
-            o.unwrap_or_else(|| Outcome::Failed(StageError::new(Stage::Infer, ErrorClass::Fatal, "lost", "no outcome")))
-        })
-        .collect()
 }
 
 /// Sends each result to every sink; returns, per result, why it was not
@@ -380,42 +416,7 @@ fn assemble(plan: &Plan, l: &Live) -> Result<Vec<Vec<f32>>, StageError> {
 /// A batch's outputs and the row of one event in them.
 type RowOutputs = (Arc<Vec<crate::model::Output>>, usize);
 
-/// A batch expected to take less than this runs on the worker's own thread.
-/// Handing it to the blocking pool costs two thread switches and wake-ups,
-/// which for a small model is more than the whole batch (the claims model:
-/// about 80 µs for 256 rows). Longer batches go to the pool, so the runtime
-/// (heartbeats, `/metrics`, other workers) is never held up for long.
-const INLINE_BUDGET_NS: u64 = 200_000;
-
-/// What one row of inference costs, learned from the batches run so far.
-#[derive(Debug)]
-pub struct InferCost {
-    /// Nanoseconds per row, smoothed; `u64::MAX` until a batch was timed.
-    per_row_ns: AtomicU64,
-}
-
-impl Default for InferCost {
-    fn default() -> InferCost {
-        InferCost { per_row_ns: AtomicU64::new(u64::MAX) }
-    }
-}
-
-impl InferCost {
-    fn inline(&self, rows: usize) -> bool {
-        self.per_row_ns.load(Ordering::Relaxed).saturating_mul(rows as u64) <= INLINE_BUDGET_NS
-    }
-
-    fn record(&self, rows: usize, took: std::time::Duration) {
-        let now = (took.as_nanos() as u64 / rows.max(1) as u64).max(1);
-        let old = self.per_row_ns.load(Ordering::Relaxed);
-        // A moving average, so one slow batch (a page fault, a preemption)
-        // does not move a model off the inline path, but a slower model does.
-        let new = if old == u64::MAX { now } else { (old * 7 + now) / 8 };
-        self.per_row_ns.store(new, Ordering::Relaxed);
-    }
-}
-
-/// Runs the model, inline or on a blocking thread (see [`INLINE_BUDGET_NS`]).
+/// Runs the model, inline or on a blocking thread (see [`INLINE_BUDGET_NS`](super::infer_cost::INLINE_BUDGET_NS)).
 async fn infer(plan: &Arc<Plan>, rows: Vec<Vec<Vec<f32>>>) -> Vec<Result<RowOutputs, StageError>> {
     if plan.infer_cost.inline(rows.len()) {
         return infer_now(plan, rows);

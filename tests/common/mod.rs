@@ -20,13 +20,8 @@ pub struct Claims {
 /// `edit` may rewrite the config text first (e.g. shorter timeouts).
 pub fn claims(edit: impl FnOnce(String) -> String) -> Claims {
     let dir = tempfile::tempdir().unwrap();
-    let config_path = modelbus::example::write_to(dir.path()).unwrap();
-    let text = std::fs::read_to_string(&config_path).unwrap();
-    std::fs::write(&config_path, edit(text)).unwrap();
-    let config = modelbus::config::load(&config_path).unwrap_or_else(|e| panic!("{e}"));
-    modelbus::features::embedded::load_csv(&config.data_dir, "customers", &dir.path().join("features/customers.csv"))
-        .unwrap();
-    Claims { dir, config_path, config }
+    let example = modelbus::example::set_up(dir.path(), None, edit).unwrap_or_else(|e| panic!("{e}"));
+    Claims { dir, config_path: example.config_path, config: example.config }
 }
 
 /// Copies an example directory (`examples/<name>`) to `to`, leaving out a

@@ -1,27 +1,22 @@
-//! Consumer groups on the embedded bus: membership by heartbeat, partitions
-//! by lease, and commits fenced by the lease generation.
+//! A consumer group member on the embedded bus: the partitions it holds and
+//! its position in each, polling them, and applying what membership and
+//! commits report back to that state.
 //!
-//! Every member heartbeats into `members`. The live members (heartbeat within
-//! the session timeout), sorted, split the group's partitions round-robin.
-//! A member takes a partition's lease only when it is free or its owner is no
-//! longer live, bumping the lease's generation. A member gives up a lease it
-//! should no longer hold in its next commit, after the work done on that
-//! partition is committed, so a handover repeats as little as possible.
-//!
-//! Every commit transaction checks that the committer still holds the lease
-//! at the generation it acquired, so a process that stalled (SIGSTOP) past
-//! the session timeout and then resumes cannot commit over its successor:
-//! its partitions come back as fenced.
+//! The transactions live beside it: joining, heartbeats and lease takeover in
+//! [`super::membership`], the commit fenced by the lease generation in
+//! [`super::commit`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use rusqlite::Connection;
 
+use super::commit::commit_tx;
+use super::membership::{leave, rebalance, RebalanceCtx};
 use super::wake::WalWatch;
-use super::{append, blocking, ensure_topic, fetch_batch, log, store, Shared};
+use super::{blocking, ensure_topic, fetch_batch, store, Shared};
 use crate::bus::{AttemptState, BusError, Commit, CommitOutcome, Polled, Rebalance, TopicPartition};
 
 #[derive(Debug, Clone)]
@@ -267,206 +262,6 @@ impl EmbeddedConsumer {
 
     pub async fn close(self) -> Result<(), BusError> {
         let (group, member, path) = (self.group.clone(), self.member.clone(), self.path.clone());
-        blocking(&self.conn, move |c| {
-            let tx =
-                c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| store::store_err(&path, e))?;
-            tx.execute("UPDATE leases SET owner = NULL WHERE grp = ?1 AND owner = ?2", params![group, member])
-                .and_then(|_| tx.execute("DELETE FROM members WHERE grp = ?1 AND member = ?2", params![group, member]))
-                .and_then(|_| tx.commit())
-                .map_err(|e| store::store_err(&path, e))
-        })
-        .await
+        blocking(&self.conn, move |c| leave(c, &group, &member).map_err(|e| store::store_err(&path, e))).await
     }
-}
-
-struct RebalanceCtx {
-    group: String,
-    member: String,
-    topics: Vec<String>,
-    owned: Vec<(TopicPartition, i64)>,
-    session_timeout_ms: i64,
-    retention: Option<(Option<Duration>, Option<u64>)>,
-}
-
-/// A partition taken over: its lease generation, the group's position in
-/// it, and the attempt state of its events still being retried.
-type Gained = (TopicPartition, i64, u64, Vec<(u64, AttemptState)>);
-
-#[derive(Default)]
-struct RebalanceOutcome {
-    /// Leases another member holds now: this member stalled past its session.
-    lost: Vec<TopicPartition>,
-    /// Leases to give up so that a newly live member can take them.
-    released: Vec<TopicPartition>,
-    gained: Vec<Gained>,
-}
-
-fn rebalance(c: &mut Connection, ctx: &RebalanceCtx) -> rusqlite::Result<RebalanceOutcome> {
-    let now = store::now_ms();
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    tx.execute(
-        "INSERT INTO members(grp, member, heartbeat, topics) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(grp, member) DO UPDATE SET heartbeat = excluded.heartbeat",
-        params![ctx.group, ctx.member, now, ctx.topics.join(",")],
-    )?;
-    // Rows of long-dead members are only clutter; liveness is decided by time.
-    tx.execute(
-        "DELETE FROM members WHERE grp = ?1 AND heartbeat < ?2",
-        params![ctx.group, now - 20 * ctx.session_timeout_ms],
-    )?;
-    let live: Vec<String> = {
-        let mut st =
-            tx.prepare_cached("SELECT member FROM members WHERE grp = ?1 AND heartbeat >= ?2 ORDER BY member")?;
-        let rows = st.query_map(params![ctx.group, now - ctx.session_timeout_ms], |r| r.get(0))?;
-        rows.collect::<Result<_, _>>()?
-    };
-    let me = live.iter().position(|m| m == &ctx.member).unwrap_or(0);
-    let mut all = Vec::new();
-    for t in &ctx.topics {
-        let n: u32 = tx.query_row("SELECT partitions FROM topics WHERE name = ?1", [t], |r| r.get(0))?;
-        all.extend((0..n).map(|p| TopicPartition { topic: t.as_str().into(), partition: p }));
-    }
-    all.sort();
-    let desired: Vec<&TopicPartition> =
-        all.iter().enumerate().filter(|(i, _)| i % live.len().max(1) == me).map(|(_, tp)| tp).collect();
-
-    let mut out = RebalanceOutcome::default();
-    let lease = |tp: &TopicPartition| -> rusqlite::Result<Option<(Option<String>, i64)>> {
-        tx.query_row(
-            "SELECT owner, generation FROM leases WHERE grp = ?1 AND topic = ?2 AND part = ?3",
-            params![ctx.group, tp.topic, tp.partition],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-    };
-    for (tp, generation) in &ctx.owned {
-        let still_mine = matches!(lease(tp)?, Some((Some(o), g)) if o == ctx.member && g == *generation);
-        if !still_mine {
-            out.lost.push(tp.clone());
-        } else if !desired.contains(&tp) {
-            // Given up in the next commit, after the work done on it is committed.
-            out.released.push(tp.clone());
-        }
-    }
-    for tp in desired {
-        if ctx.owned.iter().any(|(o, _)| o == tp) {
-            continue;
-        }
-        let generation = match lease(tp)? {
-            None => 1,
-            Some((None, g)) => g + 1,
-            Some((Some(owner), g)) if !live.contains(&owner) || owner == ctx.member => g + 1,
-            // A live member still holds it; it lets go at its next commit.
-            Some(_) => continue,
-        };
-        tx.execute(
-            "INSERT INTO leases(grp, topic, part, owner, generation) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(grp, topic, part) DO UPDATE SET owner = excluded.owner, generation = excluded.generation",
-            params![ctx.group, tp.topic, tp.partition, ctx.member, generation],
-        )?;
-        let position: i64 = tx
-            .query_row(
-                "SELECT next_offset FROM offsets WHERE grp = ?1 AND topic = ?2 AND part = ?3",
-                params![ctx.group, tp.topic, tp.partition],
-                |r| r.get(0),
-            )
-            .optional()?
-            .unwrap_or(0);
-        let attempts = {
-            let mut st = tx.prepare_cached(
-                "SELECT off, attempts, first_failure, last_failure FROM attempts
-                 WHERE grp = ?1 AND topic = ?2 AND part = ?3 AND off >= ?4",
-            )?;
-            let rows = st.query_map(params![ctx.group, tp.topic, tp.partition, position], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as u64,
-                    AttemptState { attempts: r.get(1)?, first_failure_ms: r.get(2)?, last_failure_ms: r.get(3)? },
-                ))
-            })?;
-            rows.collect::<Result<Vec<_>, _>>()?
-        };
-        out.gained.push((tp.clone(), generation, position as u64, attempts));
-    }
-    if let Some((age, count)) = ctx.retention {
-        log::enforce_retention(&tx, age.map(|a| now - a.as_millis() as i64), count)?;
-    }
-    tx.commit()?;
-    Ok(out)
-}
-
-fn commit_tx(
-    c: &mut Connection,
-    group: &str,
-    member: &str,
-    owned: &HashMap<TopicPartition, i64>,
-    commit: Commit,
-    partitions: u32,
-    release: &[TopicPartition],
-) -> rusqlite::Result<Vec<TopicPartition>> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut verdict: HashMap<TopicPartition, bool> = HashMap::new();
-    let mut holds = |tp: &TopicPartition| -> rusqlite::Result<bool> {
-        if let Some(v) = verdict.get(tp) {
-            return Ok(*v);
-        }
-        let ok = match owned.get(tp) {
-            None => false,
-            Some(generation) => tx
-                .query_row(
-                    "SELECT 1 FROM leases WHERE grp = ?1 AND topic = ?2 AND part = ?3
-                     AND owner = ?4 AND generation = ?5",
-                    params![group, tp.topic, tp.partition, member, generation],
-                    |_| Ok(()),
-                )
-                .optional()?
-                .is_some(),
-        };
-        verdict.insert(tp.clone(), ok);
-        Ok(ok)
-    };
-    // Dead letters first, in the same transaction as the offsets that pass them.
-    let mut by_topic: BTreeMap<String, Vec<crate::event::Record>> = BTreeMap::new();
-    for dl in commit.dead_letters {
-        if holds(&dl.origin)? {
-            by_topic.entry(dl.topic).or_default().push(dl.record);
-        }
-    }
-    for (topic, records) in by_topic {
-        let n = ensure_topic(&tx, &topic, partitions, false)?;
-        append(&tx, &topic, n, records, 0)?;
-    }
-    for (tp, off, a) in &commit.attempts {
-        if holds(tp)? {
-            tx.execute(
-                "INSERT INTO attempts(grp, topic, part, off, attempts, first_failure, last_failure)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(grp, topic, part, off) DO UPDATE SET attempts = excluded.attempts,
-                   first_failure = excluded.first_failure, last_failure = excluded.last_failure",
-                params![group, tp.topic, tp.partition, *off as i64, a.attempts, a.first_failure_ms, a.last_failure_ms],
-            )?;
-        }
-    }
-    for (tp, next) in &commit.offsets {
-        if holds(tp)? {
-            tx.execute(
-                "INSERT INTO offsets(grp, topic, part, next_offset) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(grp, topic, part) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
-                params![group, tp.topic, tp.partition, *next as i64],
-            )?;
-            tx.execute(
-                "DELETE FROM attempts WHERE grp = ?1 AND topic = ?2 AND part = ?3 AND off < ?4",
-                params![group, tp.topic, tp.partition, *next as i64],
-            )?;
-        }
-    }
-    for tp in release {
-        if holds(tp)? {
-            tx.execute(
-                "UPDATE leases SET owner = NULL WHERE grp = ?1 AND topic = ?2 AND part = ?3",
-                params![group, tp.topic, tp.partition],
-            )?;
-        }
-    }
-    tx.commit()?;
-    Ok(verdict.into_iter().filter(|(_, ok)| !ok).map(|(tp, _)| tp).collect())
 }

@@ -228,7 +228,7 @@ mod tests {
 
     fn conn() -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
-        let c = store::open(dir.path(), crate::config::SyncMode::Normal).unwrap();
+        let c = store::open(dir.path(), crate::bus::embedded::SyncMode::Normal).unwrap();
         (dir, c)
     }
 
@@ -297,7 +297,7 @@ mod tests {
             )
             .unwrap();
         }
-        let c = store::open(dir.path(), crate::config::SyncMode::Normal).unwrap();
+        let c = store::open(dir.path(), crate::bus::embedded::SyncMode::Normal).unwrap();
         let tp = TopicPartition { topic: "t".into(), partition: 1 };
         let got = fetch_vec(&c, &tp, 0, 10);
         assert_eq!(got.len(), 1);

@@ -1,11 +1,15 @@
 //! The embedded bus: durable topics, partitions and consumer groups in one
 //! SQLite file (WAL mode) under the data directory. Several processes on one
 //! host may share it; group membership and partition leases live in the same
-//! file (see [`consumer`]).
+//! file (see [`membership`]); a commit is one transaction (see [`commit`]).
 
+mod commit;
+mod config;
 mod consumer;
+mod error;
 pub mod lag;
 mod log;
+mod membership;
 pub(crate) mod store;
 mod wake;
 
@@ -17,10 +21,11 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 
+pub use config::{EmbeddedBusConfig, SyncMode};
 pub use consumer::EmbeddedConsumer;
+pub use error::EmbeddedBusError;
 
 use super::{BusError, Delivery, Published, ReadFrom, TopicPartition};
-use crate::config::EmbeddedBusConfig;
 use crate::event::Record;
 use log::{append, fetch_batch, head};
 

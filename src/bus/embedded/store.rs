@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use rusqlite::{Connection, ErrorCode};
 use tokio::sync::Notify;
 
+use super::EmbeddedBusError;
+use super::SyncMode;
 use crate::bus::BusError;
-use crate::config::SyncMode;
 
 pub const FILE_NAME: &str = "bus.sqlite";
 
@@ -56,7 +57,7 @@ CREATE TABLE IF NOT EXISTS attempts(
 pub fn open(dir: &Path, sync: SyncMode) -> Result<Connection, BusError> {
     // Owner-only, before SQLite creates the file (and its -wal, -shm) with the umask's mode.
     let path = crate::private_fs::prepare_db(dir, FILE_NAME)
-        .map_err(|source| BusError::DataDir { path: dir.display().to_string(), source })?;
+        .map_err(|source| EmbeddedBusError::DataDir { path: dir.display().to_string(), source })?;
     let err = |source| store_err(&path, source);
     let mut conn = Connection::open(&path).map_err(err)?;
     conn.busy_handler(Some(crate::sqlite_config::short_waits)).map_err(err)?;
@@ -113,8 +114,8 @@ fn checkpointer(dir: &Path) {
 
 pub fn store_err(path: &Path, source: rusqlite::Error) -> BusError {
     match source.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => BusError::Busy(source),
-        _ => BusError::Store { path: path.display().to_string(), source },
+        Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => EmbeddedBusError::Busy(source).into(),
+        _ => EmbeddedBusError::Store { path: path.display().to_string(), source }.into(),
     }
 }
 

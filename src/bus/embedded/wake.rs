@@ -103,12 +103,12 @@ mod tests {
     #[tokio::test]
     async fn a_write_by_another_connection_wakes_the_watch() {
         let dir = tempfile::tempdir().unwrap();
-        let c = super::super::store::open(dir.path(), crate::config::SyncMode::Normal).unwrap();
+        let c = super::super::store::open(dir.path(), crate::bus::embedded::SyncMode::Normal).unwrap();
         let mut w = WalWatch::new(&dir.path().join(super::super::store::FILE_NAME)).expect("inotify watch");
         w.clear();
         let quiet = tokio::time::timeout(Duration::from_millis(100), w.changed()).await;
         assert!(quiet.is_err(), "no write, no wake-up");
-        let other = super::super::store::open(dir.path(), crate::config::SyncMode::Normal).unwrap();
+        let other = super::super::store::open(dir.path(), crate::bus::embedded::SyncMode::Normal).unwrap();
         other.execute("INSERT INTO topics(name, partitions) VALUES ('t', 1)", []).unwrap();
         tokio::time::timeout(Duration::from_secs(5), w.changed()).await.expect("the write wakes the watch");
         drop(c);

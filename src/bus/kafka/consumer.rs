@@ -24,9 +24,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::attempts::AttemptLog;
+use super::KafkaBusConfig;
 use super::{kerr, recv_batch, KafkaBus, Producer, Role, SetIfAbsent};
 use crate::bus::{BusError, Commit, CommitOutcome, Delivery, Polled, Rebalance, TopicPartition};
-use crate::config::KafkaBusConfig;
 use crate::error::{Classify, ErrorClass};
 
 #[derive(Default)]
@@ -139,7 +139,7 @@ fn is_fencing(e: &KafkaError) -> bool {
 /// A worker's group consumer: the pass-through properties, then what
 /// at-least-once delivery needs (no auto commit, offsets stored only by
 /// the worker). `bench-floor` uses it too, so its consumer is the worker's.
-pub(crate) fn group_config(cfg: &KafkaBusConfig, group: &str, member: &str) -> ClientConfig {
+pub fn group_config(cfg: &KafkaBusConfig, group: &str, member: &str) -> ClientConfig {
     let mut c = cfg.client_config(Role::Consumer);
     c.set("group.id", group)
         .set("client.id", member)
@@ -383,7 +383,7 @@ impl KafkaConsumer {
                     tracing::warn!(error = %e, "commit refused: the group is rebalancing");
                     fenced.extend(offsets.iter().map(|(tp, _)| tp.clone()));
                 }
-                Err(e) => return Err(BusError::Kafka { op: "commit", source: e }),
+                Err(e) => return Err(super::KafkaBusError::Client { op: "commit", source: e }.into()),
             }
         }
         Ok(CommitOutcome { fenced: fenced.into_iter().collect() })

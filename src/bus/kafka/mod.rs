@@ -13,7 +13,9 @@
 //! is also correct on brokers whose watermark lags.
 
 pub mod attempts;
+mod config;
 pub mod consumer;
+mod error;
 pub mod lag;
 pub mod producer;
 
@@ -27,11 +29,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
+pub use config::KafkaBusConfig;
 pub use consumer::KafkaConsumer;
+pub use error::KafkaBusError;
 pub use producer::Producer;
 
 use super::{BusError, Delivery, Published, ReadFrom, TopicPartition};
-use crate::config::KafkaBusConfig;
 use crate::event::Record;
 
 /// librdkafka properties modelbus sets itself; `bus.kafka.properties` may not
@@ -65,15 +68,16 @@ fn kerr(op: &'static str) -> impl Fn(KafkaError) -> BusError {
     move |source| match source {
         // librdkafka quotes the entry of a list it refuses: that goes too.
         KafkaError::ClientConfig(_, desc, property, value) => {
-            BusError::KafkaConfig { op, reason: crate::secrets::redact(&desc, &value), property }
+            KafkaBusError::Config { op, reason: crate::secrets::redact(&desc, &value), property }.into()
         }
         // Client creation checks properties together and names a value it
         // refuses (`Unsupported SASL mechanism: ...`) without saying which
         // property it is: scrub every value the config took from the environment.
         KafkaError::ClientCreation(msg) => {
-            BusError::Kafka { op, source: KafkaError::ClientCreation(crate::secrets::scrub(&msg).into_owned()) }
+            KafkaBusError::Client { op, source: KafkaError::ClientCreation(crate::secrets::scrub(&msg).into_owned()) }
+                .into()
         }
-        source => BusError::Kafka { op, source },
+        source => KafkaBusError::Client { op, source }.into(),
     }
 }
 
@@ -92,11 +96,11 @@ impl KafkaBus {
         Ok(KafkaBus { cfg, producer, admin, known: Default::default() })
     }
 
-    pub(crate) fn producer(&self) -> &Producer {
+    pub fn producer(&self) -> &Producer {
         &self.producer
     }
 
-    pub(crate) fn config(&self) -> &KafkaBusConfig {
+    pub fn config(&self) -> &KafkaBusConfig {
         &self.cfg
     }
 
@@ -129,7 +133,7 @@ impl KafkaBus {
             return Ok(n);
         }
         if !self.cfg.create_topics {
-            return Err(BusError::MissingTopic(topic.to_string()));
+            return Err(KafkaBusError::MissingTopic(topic.to_string()).into());
         }
         let mut new =
             NewTopic::new(topic, partitions as i32, TopicReplication::Fixed(self.cfg.replication_factor as i32));
@@ -141,7 +145,7 @@ impl KafkaBus {
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((topic, code)) => return Err(BusError::CreateTopic { topic, code }),
+                Err((topic, code)) => return Err(KafkaBusError::CreateTopic { topic, code }.into()),
             }
         }
         // Metadata propagates asynchronously after creation.
@@ -262,29 +266,7 @@ impl KafkaBus {
     }
 }
 
-/// librdkafka's default `message.max.bytes`.
-const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
-
-/// What librdkafka counts in a message besides the [`Record::size`] bytes:
-/// a varint length before each header name and value, and room to spare.
-const RECORD_FRAMING: usize = 1024;
-
 impl KafkaBusConfig {
-    /// The producer's `message.max.bytes` (librdkafka refuses a larger
-    /// message before it is sent, with `MSG_SIZE_TOO_LARGE`).
-    pub fn message_max_bytes(&self) -> usize {
-        self.producer_properties
-            .get("message.max.bytes")
-            .or_else(|| self.properties.get("message.max.bytes"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_MESSAGE_MAX_BYTES)
-    }
-
-    /// The largest [`Record::size`] a producer of this config sends.
-    pub fn max_record_bytes(&self) -> usize {
-        self.message_max_bytes().saturating_sub(RECORD_FRAMING)
-    }
-
     /// Brokers and the pass-through properties for one kind of client
     /// (common ones, then the role's own); callers add what they own.
     fn client_config(&self, role: Role) -> ClientConfig {

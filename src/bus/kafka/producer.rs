@@ -211,9 +211,10 @@ impl Producer {
         }
         drop(unsent);
         match acked.await {
-            Ok(results) => {
-                results.into_iter().map(|r| r.map_err(|source| BusError::Kafka { op: "produce", source })).collect()
-            }
+            Ok(results) => results
+                .into_iter()
+                .map(|r| r.map_err(|source| super::KafkaBusError::Client { op: "produce", source }.into()))
+                .collect(),
             Err(_) => (0..records.len())
                 .map(|_| Err(BusError::Task("the producer was dropped before acknowledging".into())))
                 .collect(),

@@ -11,7 +11,7 @@
 //! instead of only the one before.
 //!
 //! Departures from Confluent: modelbus is stricter about `default` (see
-//! [`COMPATIBLE_CHANGES`]), and `rules.rs` lists where it reads a schema more
+//! [`COMPATIBLE_CHANGES`]), and `rules/mod.rs` lists where it reads a schema more
 //! precisely than Confluent's Java schema model; two of those accept a change
 //! Confluent refuses (dropping an `enum`, widening a `const` to an `enum`).
 

@@ -20,16 +20,19 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use chrono::Utc;
 
-use crate::bench::{on_core_0, BenchArgs};
-use crate::bench_kafka::{prepare, watch, Prepared};
-use crate::bus::{Bus, Follower};
-use crate::example::Generator;
+use modelbus::bus::{Bus, Follower};
+use modelbus::config::Config;
+use modelbus::event::Record;
+use modelbus::example::Generator;
 
-pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
+use super::kafka::{prepare, watch, Prepared};
+use super::{kafka_config, on_core_0, spawn_worker, stop, BenchArgs};
+
+pub(super) async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new().prefix("modelbus-bench-kafka-paced-").tempdir()?;
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let fetch_wait = format!("\"fetch.wait.max.ms\" = \"{}\"", args.fetch_wait_ms);
-    let Prepared { config_path, names, config, script } =
+    let Prepared { config_path, names, config, customers_csv, script } =
         prepare(args, &dir, brokers, |t| t.replace("\"fetch.wait.max.ms\" = \"10\"", &fetch_wait))?;
     let total = (args.rate as f64 * args.duration.as_secs_f64()) as usize;
     println!(
@@ -40,9 +43,9 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
 
     // modelbus: the config's own input topic and group.
     let reader = watch(&bus, &names.results).await?;
-    let mut worker = crate::bench::spawn_worker(&config_path)?;
+    let mut worker = spawn_worker(&config_path)?;
     let ours = offer(&bus, &names.input, reader, args, total).await;
-    crate::bench::stop(&mut worker);
+    stop(&mut worker);
     let ours = ours?;
 
     // Python: a topic and group of its own.
@@ -50,9 +53,9 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     let (py_input, py_results) = (format!("bench-py-in-{tag}"), format!("bench-py-scored-{tag}"));
     bus.ensure_topic(&py_input, true).await?;
     let reader = watch(&bus, &py_results).await?;
-    let mut py = python(args, &script, &config, &config_path, &dir, &py_input, &py_results, total + 1, tag)?;
+    let mut py = python(args, &script, &config, &config_path, &customers_csv, &py_input, &py_results, total + 1, tag)?;
     let theirs = offer(&bus, &py_input, reader, args, total).await;
-    crate::bench::stop(&mut py);
+    stop(&mut py);
     let theirs = theirs?;
 
     println!("\n{:<40} {:>10} {:>10} {:>10} {:>9}", "send → result", "p50 ms", "p99 ms", "max ms", "results");
@@ -76,9 +79,9 @@ struct Latency {
 fn python(
     args: &BenchArgs,
     script: &Path,
-    config: &crate::config::Config,
+    config: &Config,
     config_path: &Path,
-    dir: &Path,
+    customers_csv: &Path,
     input: &str,
     results: &str,
     count: usize,
@@ -86,7 +89,7 @@ fn python(
 ) -> anyhow::Result<Child> {
     on_core_0(&args.python)
         .arg(script)
-        .args(["--brokers", &config.bus.kafka.brokers, "--topic", input, "--result-topic", results])
+        .args(["--brokers", &kafka_config(config)?.brokers, "--topic", input, "--result-topic", results])
         .args([
             "--group",
             &format!("bench-py-{tag}"),
@@ -99,7 +102,7 @@ fn python(
         .arg("--model")
         .arg(&config.models["risk"].path)
         .arg("--features")
-        .arg(dir.join("features/customers.csv"))
+        .arg(customers_csv)
         .arg("--config")
         .arg(config_path)
         .stdout(Stdio::null())
@@ -135,7 +138,7 @@ async fn offer(
     let per_tick = ((args.rate as f64) * tick.as_secs_f64()).max(1.0) as usize;
     let publisher = {
         let (sent, input) = (sent.clone(), input.to_string());
-        let bus_records: Vec<Vec<crate::event::Record>> = (0..total.div_ceil(per_tick))
+        let bus_records: Vec<Vec<Record>> = (0..total.div_ceil(per_tick))
             .map(|t| {
                 let k = per_tick.min(total - t * per_tick);
                 (0..k).map(|_| g.claim(Utc::now())).map(|e| e.to_record()).collect()

@@ -19,10 +19,10 @@ use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::{Message, Offset, TopicPartitionList};
 
-use crate::bus::kafka::consumer::group_config;
-use crate::bus::kafka::KafkaBus;
-use crate::bus::ReadFrom;
-use crate::event::Record;
+use modelbus::bus::kafka::consumer::group_config;
+use modelbus::bus::kafka::KafkaBus;
+use modelbus::bus::ReadFrom;
+use modelbus::event::Record;
 
 #[derive(clap::Args, Debug)]
 pub struct FloorArgs {
@@ -49,8 +49,8 @@ pub struct FloorArgs {
 }
 
 pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
-    let config = crate::config::load(&args.config).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let bus = KafkaBus::open(config.bus.kafka.clone())?;
+    let config = modelbus::config::load(&args.config)?;
+    let bus = KafkaBus::open(super::kafka_config(&config)?.clone())?;
     let template = bus
         .read(&args.template_topic, ReadFrom::Beginning, 1)
         .await?

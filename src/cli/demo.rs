@@ -14,8 +14,10 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
-use crate::example::{self, Generator, Kind};
+use modelbus::app::App;
+use modelbus::dead_letter::DeadLetter;
+use modelbus::example::{self, Generator, Kind};
+use modelbus::telemetry::WorkerStats;
 
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
@@ -42,21 +44,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         Some(d) => d.clone(),
         None => tempfile::Builder::new().prefix("modelbus-demo-").tempdir()?.keep(),
     };
-    let config_path = example::write_to(&dir).context("writing the claims example")?;
-    let (input, results_topic) = match &args.kafka {
-        Some(brokers) => {
-            let names = example::use_kafka(&config_path, brokers)?;
+    let example::Deployment { config_path, config, kafka, customers, .. } =
+        example::set_up(&dir, args.kafka.as_deref(), |t| t)?;
+    let (input, results_topic) = match (&args.kafka, kafka) {
+        (Some(brokers), Some(names)) => {
             println!("modelbus demo — claims example on Kafka at {brokers}, config in {}", dir.display());
             (names.input, names.results)
         }
-        None => {
+        _ => {
             println!("modelbus demo — claims example in {}", dir.display());
             (example::INPUT_TOPIC.to_string(), example::RESULT_TOPIC.to_string())
         }
     };
-    let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let n = crate::features::embedded::load_csv(&config.data_dir, example::STORE, &dir.join("features/customers.csv"))?;
-    println!("  loaded {n} customers into feature store `{}`", example::STORE);
+    println!("  loaded {customers} customers into feature store `{}`", example::STORE);
 
     let t_load = Instant::now();
     let app = App::load(config).await?;
@@ -171,7 +171,7 @@ async fn first_dead_letter(app: &App, topic: &str) -> Option<String> {
     let mut scan = app.bus.scan(topic).await.ok()?;
     let chunk = scan.next_chunk(1).await.ok()?;
     let d = chunk.into_iter().next()?;
-    crate::dead_letter::DeadLetter::from_record(d.record, d.tp.partition, d.offset).map(|dl| dl.id().to_string())
+    DeadLetter::from_record(d.record, d.tp.partition, d.offset).map(|dl| dl.id().to_string())
 }
 
 /// `s` quoted for a POSIX shell when it needs it.
@@ -183,7 +183,7 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-fn handled(stats: &Arc<crate::telemetry::WorkerStats>) -> u64 {
+fn handled(stats: &Arc<WorkerStats>) -> u64 {
     stats.results.load(Ordering::Relaxed) + stats.dead_letter_total()
 }
 

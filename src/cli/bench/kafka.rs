@@ -2,7 +2,7 @@
 //! written the way a competent Python team writes it today
 //! (`scripts/kafka_baseline.py`: a batched confluent-kafka consumer,
 //! onnxruntime, commits after produce), in one run, on the same broker,
-//! model and events. A third run, `bench_floor`, does only the Kafka
+//! model and events. A third run, [`super::floor`], does only the Kafka
 //! client's part of the same work (the same records consumed, records
 //! shaped like the results produced and committed), which a worker on
 //! librdkafka writing these records cannot avoid.
@@ -16,51 +16,54 @@
 //! runs the three in turn N times over the same backlog and reports
 //! medians: on a shared machine one run's figures can be a quarter off.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use chrono::Utc;
 
-use crate::bench::{cpu_secs, on_core_0, pin_to_core, time_inference, BenchArgs};
-use crate::bus::{Bus, Follower, ReadFrom};
-use crate::example::{self, Generator};
-use crate::model::Model;
+use modelbus::bus::{Bus, Follower, ReadFrom};
+use modelbus::config::Config;
+use modelbus::example::{self, Generator};
+use modelbus::model::Model;
+
+use super::{
+    claim_rows, cpu_secs, kafka_config, on_core_0, pin_to_core, spawn_worker, stop, time_inference, BenchArgs,
+};
 
 /// What both Kafka benchmarks start from: the claims example in `dir` on the
 /// cluster at `brokers` (its config text passed through `edit` first), its
 /// features loaded, the Python baseline found, and this process on core 1.
-pub(crate) struct Prepared {
-    pub config_path: std::path::PathBuf,
+pub(super) struct Prepared {
+    pub config_path: PathBuf,
     pub names: example::KafkaNames,
-    pub config: crate::config::Config,
-    pub script: std::path::PathBuf,
+    pub config: Config,
+    pub customers_csv: PathBuf,
+    pub script: PathBuf,
 }
 
-pub(crate) fn prepare(
+pub(super) fn prepare(
     args: &BenchArgs,
     dir: &Path,
     brokers: &str,
     edit: impl FnOnce(String) -> String,
 ) -> anyhow::Result<Prepared> {
-    let config_path = example::write_to(dir)?;
-    let names = example::use_kafka(&config_path, brokers)?;
-    std::fs::write(&config_path, edit(std::fs::read_to_string(&config_path)?))?;
-    let config = crate::config::load(&config_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    crate::features::embedded::load_csv(&config.data_dir, example::STORE, &dir.join("features/customers.csv"))?;
+    let example::Deployment { config_path, config, kafka, customers_csv, .. } =
+        example::set_up(dir, Some(brokers), edit)?;
+    let names = kafka.context("the example was not pointed at Kafka")?;
     let script = std::env::current_dir()?.join("scripts/kafka_baseline.py");
     if !args.python.exists() || !script.exists() {
         bail!("the baseline needs {} and {}", args.python.display(), script.display());
     }
     pin_to_core(1);
-    Ok(Prepared { config_path, names, config, script })
+    Ok(Prepared { config_path, names, config, customers_csv, script })
 }
 
-pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
+pub(super) async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     let tmp = tempfile::Builder::new().prefix("modelbus-bench-kafka-").tempdir()?;
     let dir = &args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
-    let Prepared { config_path, names, config, script } = prepare(args, dir, brokers, |t| t)?;
+    let Prepared { config_path, names, config, customers_csv, script } = prepare(args, dir, brokers, |t| t)?;
     let n = args.events;
     println!(
         "modelbus bench --kafka {brokers} — claims model, batch {}, {n} events, {} round(s)",
@@ -68,7 +71,7 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     );
 
     let model = Model::load("risk", &config.models["risk"])?;
-    let rows = crate::bench::claim_rows(&dir.join("features/customers.csv"), 20_480)?;
+    let rows = claim_rows(&customers_csv, 20_480)?;
     let (_, infer_us) = time_inference(&model, &rows, args.batch)?;
 
     let bus = Bus::open(&config)?;
@@ -81,8 +84,16 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
     }
     println!("backlog: {n} events produced in {:.2} s", t.elapsed().as_secs_f64());
 
-    let setup =
-        Setup { args, bus: &bus, config: &config, config_path: &config_path, names: &names, script: &script, dir };
+    let setup = Setup {
+        args,
+        bus: &bus,
+        config: &config,
+        config_path: &config_path,
+        names: &names,
+        customers_csv: &customers_csv,
+        script: &script,
+        dir,
+    };
     let mut rounds = Vec::new();
     for r in 1..=args.rounds {
         let round = setup.round(r).await?;
@@ -137,9 +148,10 @@ pub async fn run(args: &BenchArgs, brokers: &str) -> anyhow::Result<()> {
 struct Setup<'a> {
     args: &'a BenchArgs,
     bus: &'a Bus,
-    config: &'a crate::config::Config,
+    config: &'a Config,
     config_path: &'a Path,
     names: &'a example::KafkaNames,
+    customers_csv: &'a Path,
     script: &'a Path,
     dir: &'a Path,
 }
@@ -169,13 +181,13 @@ impl Setup<'_> {
 
         // modelbus
         let reader = watch(self.bus, &results).await?;
-        let mut worker = crate::bench::spawn_worker(&config_path)?;
+        let mut worker = spawn_worker(&config_path)?;
         let ours = drain(reader, n, worker.id()).await;
-        crate::bench::stop(&mut worker);
+        stop(&mut worker);
         let ours = ours?;
 
         // the Kafka client alone: the same consume and produce of result-shaped
-        // records, with no processing (see `bench_floor`)
+        // records, with no processing (see `floor`)
         let floor_topic = format!("bench-floor-{tag}");
         let reader = watch(self.bus, &floor_topic).await?;
         let mut floor_worker = on_core_0(std::env::current_exe()?)
@@ -194,20 +206,20 @@ impl Setup<'_> {
             .spawn()
             .context("starting the floor process")?;
         let floor = drain(reader, n, floor_worker.id()).await;
-        crate::bench::stop(&mut floor_worker);
+        stop(&mut floor_worker);
         let floor = floor?;
 
         // the Python baseline, same events, its own group and result topic
         let config = self.config;
         let out = on_core_0(&args.python)
             .arg(self.script)
-            .args(["--brokers", &config.bus.kafka.brokers, "--topic", &self.names.input])
+            .args(["--brokers", &kafka_config(config)?.brokers, "--topic", &self.names.input])
             .args(["--result-topic", &format!("bench-py-scored-{tag}"), "--group", &format!("bench-py-{tag}")])
             .args(["--count", &n.to_string(), "--batch", &args.batch.to_string()])
             .arg("--model")
             .arg(&config.models["risk"].path)
             .arg("--features")
-            .arg(self.dir.join("features/customers.csv"))
+            .arg(self.customers_csv)
             .arg("--config")
             .arg(&config_path)
             .stderr(Stdio::inherit())
@@ -237,7 +249,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// Were it to attach afterwards, a fast worker could finish first and the
 /// reader would see the whole result backlog in one batch, with no steady
 /// stretch to time (CI once got 0 events over 0 s, printed as NaN).
-pub(crate) async fn watch(bus: &Bus, topic: &str) -> anyhow::Result<Follower> {
+pub(super) async fn watch(bus: &Bus, topic: &str) -> anyhow::Result<Follower> {
     bus.ensure_topic(topic, true).await.with_context(|| format!("creating {topic}"))?;
     let mut f = bus.follow(topic, ReadFrom::Beginning).await?;
     // The first fetch resolves the start offsets and connects to the leaders.
