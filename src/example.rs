@@ -126,12 +126,12 @@ fn use_kafka(text: &str, brokers: &str) -> (String, KafkaNames) {
     };
     let text = text
         .replace(
-            "[bus]\nkind = \"embedded\"\n\n[bus.embedded]",
+            "[bus]\nkind = \"embedded\"\n\n[bus.embedded]\npartitions = 4\n",
             &format!(
                 "[bus]\nkind = \"kafka\"\n\n[bus.kafka]\nbrokers = \"{brokers}\"\npartitions = 4\n\
                  session_timeout = \"6s\"\n\n[bus.kafka.consumer_properties]\n\
                  # Latency over fetch efficiency: return fetches after at most 10 ms.\n\
-                 \"fetch.wait.max.ms\" = \"10\"\n\n[bus.embedded]"
+                 \"fetch.wait.max.ms\" = \"10\"\n"
             ),
         )
         .replace(

@@ -252,9 +252,11 @@ fn backend_sections_refuse_unknown_and_foreign_keys_at_their_paths_all_at_once()
     assert!(brokers.message.contains("partitions"), "the known keys are listed: {brokers}");
 
     // Through the CLI: every path, and the warning, in one run.
-    let c = common::claims(edit);
-    let out =
-        Command::new(common::bin()).args(["validate", "--fast", "--config"]).arg(&c.config_path).output().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_example(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/claims"), dir.path());
+    let config = dir.path().join("modelbus.toml");
+    std::fs::write(&config, &text).unwrap();
+    let out = Command::new(common::bin()).args(["validate", "--fast", "--config"]).arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     for want in ["bus.embedded.brokers", "feature_stores.customers.file", "workers[0].sinks[0].bucket"] {

@@ -58,10 +58,10 @@ pub fn config_edit(n: &Names, worker_extra: &str) -> impl FnOnce(String) -> Stri
     move |text: String| {
         let bus = format!(
             "[bus]\nkind = \"kafka\"\n\n[bus.kafka]\nbrokers = \"{brokers}\"\npartitions = 4\n\
-             session_timeout = \"6s\"\n\n[bus.kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n\n[bus.embedded]"
+             session_timeout = \"6s\"\n\n[bus.kafka.consumer_properties]\n\"fetch.wait.max.ms\" = \"10\"\n"
         );
         let out = text
-            .replace("[bus]\nkind = \"embedded\"\n\n[bus.embedded]", &bus)
+            .replace("[bus]\nkind = \"embedded\"\n\n[bus.embedded]\npartitions = 4\n", &bus)
             .replace("topic = \"claims\"", &format!("topic = \"{input}\"\ngroup = \"{group}\"\n{extra}"))
             .replace("topic = \"risk-scored\"", &format!("topic = \"{results}\""));
         assert!(out.contains("kind = \"kafka\""), "the example config changed shape:\n{out}");
