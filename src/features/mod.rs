@@ -2,7 +2,7 @@
 //! values, one query per batch. Backends are an enum; a missing entity is
 //! reported as `None` and the worker applies its configured policy.
 
-pub mod cache;
+pub(crate) mod cache;
 pub mod embedded;
 
 use std::path::Path;

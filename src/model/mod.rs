@@ -9,7 +9,7 @@
 
 mod error;
 mod golden;
-pub mod ml_ops;
+pub(crate) mod ml_ops;
 mod onnx;
 #[cfg(feature = "ort")]
 mod ort_rt;

@@ -4,7 +4,7 @@
 //! now; HTTP clients and secrets as sinks need them), so that a new sink is
 //! its own folder plus a variant here and in [`SinkConfig`].
 
-pub mod topic;
+pub(crate) mod topic;
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ mod commit;
 mod config;
 mod consumer;
 mod error;
-pub mod lag;
+pub(crate) mod lag;
 mod log;
 mod membership;
 pub(crate) mod store;

@@ -12,12 +12,12 @@
 //! high watermark to mean "the end": they stop after a quiet period, which
 //! is also correct on brokers whose watermark lags.
 
-pub mod attempts;
+pub(crate) mod attempts;
 mod config;
 pub mod consumer;
 mod error;
-pub mod lag;
-pub mod producer;
+pub(crate) mod lag;
+pub(crate) mod producer;
 
 use std::time::Duration;
 
