@@ -16,6 +16,7 @@ use crate::model::{Model, ModelError};
 use crate::schema::{SchemaError, SchemaRegistry};
 use crate::sink::{Sink, SinkContext, SinkError};
 use crate::telemetry::WorkerStats;
+use crate::worker::breaker::{Breaker, Breakers};
 use crate::worker::plan::Plan;
 use crate::worker::{Worker, WorkerError};
 
@@ -105,6 +106,13 @@ impl App {
             for s in &w.sinks {
                 sinks.push(Sink::open(s, &cx).await?);
             }
+            let breakers = Breakers {
+                store: w
+                    .feature_store
+                    .as_ref()
+                    .map(|s| Breaker::new(format!("feature_store:{s}"), self.config.feature_stores[s].breaker.clone())),
+                sinks: sinks.iter().zip(&w.sinks).map(|(s, c)| Breaker::new(s.describe(), c.breaker.clone())).collect(),
+            };
             let plan = Plan::build(&self.config, i, self.models[&w.model].clone(), store, self.schemas.clone(), sinks)
                 .map_err(AppError::Plan)?;
             if let Some(store) = &plan.store {
@@ -119,6 +127,7 @@ impl App {
                 max_in_flight: w.max_in_flight,
                 commit_interval: w.commit_interval,
                 stats: Arc::new(WorkerStats::default()),
+                breakers,
             });
         }
         Ok(out)

@@ -236,6 +236,29 @@ pub fn render(workers: &[(String, Arc<WorkerStats>)]) -> String {
             );
         }
     }
+    type BreakerGauge = (&'static str, &'static str, &'static str, fn(&crate::worker::breaker::BreakerStats) -> f64);
+    let breaker_families: [BreakerGauge; 3] = [
+        (names::BREAKER_OPEN, "gauge", "1 while the dependency's circuit breaker is open (consumption paused).", |b| {
+            b.open.load(Ordering::Relaxed) as f64
+        }),
+        (names::BREAKER_OPENINGS, "counter", "Times the dependency's circuit breaker opened.", |b| {
+            b.openings.load(Ordering::Relaxed) as f64
+        }),
+        (
+            names::BREAKER_OPEN_SECONDS,
+            "counter",
+            "Time the dependency's circuit breaker spent open, spells that ended.",
+            |b| b.open_ms.load(Ordering::Relaxed) as f64 / 1e3,
+        ),
+    ];
+    for (name, kind, help, read) in breaker_families {
+        family(&mut o, name, kind, help);
+        for (w, s) in workers {
+            for (dep, b) in s.breakers.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                let _ = writeln!(o, "{name}{{worker=\"{}\",dependency=\"{}\"}} {}", esc(w), esc(dep), read(b));
+            }
+        }
+    }
     family(&mut o, names::END_TO_END_SECONDS, "summary", "Event time to result accepted by every sink.");
     for (w, s) in workers {
         let h = s.latency_us.lock().unwrap_or_else(|e| e.into_inner());

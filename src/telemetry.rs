@@ -23,6 +23,9 @@ pub mod names {
     pub const PAUSES: &str = "modelbus_backpressure_pauses_total";
     pub const WITHOUT_TRACE: &str = "modelbus_events_without_trace_context_total";
     pub const WITHOUT_TIME: &str = "modelbus_events_without_time_total";
+    pub const BREAKER_OPEN: &str = "modelbus_breaker_open";
+    pub const BREAKER_OPENINGS: &str = "modelbus_breaker_openings_total";
+    pub const BREAKER_OPEN_SECONDS: &str = "modelbus_breaker_open_seconds_total";
 }
 
 /// Counters of one worker, shared with whoever reports them.
@@ -54,6 +57,8 @@ pub struct WorkerStats {
     pub bus_ok: AtomicBool,
     /// (topic, partition) → records not yet handled, where the bus reports it.
     pub lag: Mutex<BTreeMap<(String, u32), u64>>,
+    /// Each dependency's circuit breaker (set when the worker starts).
+    pub breakers: Mutex<Vec<(String, std::sync::Arc<crate::worker::breaker::BreakerStats>)>>,
 }
 
 impl Default for WorkerStats {
@@ -74,6 +79,7 @@ impl Default for WorkerStats {
             joined: AtomicBool::new(false),
             bus_ok: AtomicBool::new(true),
             lag: Mutex::new(BTreeMap::new()),
+            breakers: Mutex::new(Vec::new()),
         }
     }
 }

@@ -187,15 +187,6 @@ fn set_retry(config_path: &Path, retry: &str) {
     std::fs::write(config_path, format!("{}{}{}", &text[..start], retry, &text[end..])).unwrap();
 }
 
-/// Adds an `[http]` endpoint on a free port to the config; returns its address.
-fn with_http(config_path: &Path) -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let addr = format!("127.0.0.1:{port}");
-    let text = std::fs::read_to_string(config_path).unwrap();
-    std::fs::write(config_path, format!("{text}\n[http]\nlisten = \"{addr}\"\n")).unwrap();
-    addr
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_event_is_dead_lettered_once_after_max_attempts_across_a_rebalance() {
     let n = kafka::names("poison");
@@ -312,21 +303,11 @@ async fn a_missing_topic_is_refused_by_name_when_creation_is_off() {
     assert!(err.contains("does not exist"), "{err}");
 }
 
-async fn http_get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let status = buf.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, buf)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_http_endpoint_serves_health_readiness_and_metrics_with_lag() {
     let n = kafka::names("metrics");
     let c = kafka::claims(&n, "");
-    let addr = with_http(&c.config_path);
+    let addr = common::with_http(&c.config_path);
     let bus = Bus::open(&c.config).unwrap();
     bus.ensure_topic(&n.input, true).await.unwrap();
     let log = c.dir.path().join("w.log");
@@ -336,12 +317,12 @@ async fn the_http_endpoint_serves_health_readiness_and_metrics_with_lag() {
         "{}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    let (status, _) = http_get(&addr, "/healthz").await;
+    let (status, _) = common::http_get(&addr, "/healthz").await;
     assert_eq!(status, 200);
     let mut ready = false;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if http_get(&addr, "/readyz").await.0 == 200 {
+        if common::http_get(&addr, "/readyz").await.0 == 200 {
             ready = true;
             break;
         }
@@ -358,7 +339,7 @@ async fn the_http_endpoint_serves_health_readiness_and_metrics_with_lag() {
     assert_eq!(results.len(), 50);
     // Lag is refreshed every 2 s.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let (status, body) = http_get(&addr, "/metrics").await;
+    let (status, body) = common::http_get(&addr, "/metrics").await;
     common::signal(&w, libc::SIGTERM);
     w.wait().unwrap();
     assert_eq!(status, 200);
@@ -451,7 +432,7 @@ async fn at_its_in_flight_limit_the_worker_pauses_the_bus_and_resumes_losing_and
         .replace("max_size = 256", "max_size = 8");
     assert!(text.contains("max_in_flight = 16") && text.contains("max_size = 8"), "{text}");
     std::fs::write(&c.config_path, text).unwrap();
-    let addr = with_http(&c.config_path);
+    let addr = common::with_http(&c.config_path);
 
     let bus = Bus::open(&c.config).unwrap();
     bus.ensure_topic(&n.input, true).await.unwrap();
@@ -467,7 +448,7 @@ async fn at_its_in_flight_limit_the_worker_pauses_the_bus_and_resumes_losing_and
     let want: HashSet<String> = events.iter().map(|e| e.id.clone()).collect();
     let results =
         kafka::read_covering(&bus, &n.results, &want, |d| header(d, "ce_causationid"), Duration::from_secs(120)).await;
-    let (status, body) = http_get(&addr, "/metrics").await;
+    let (status, body) = common::http_get(&addr, "/metrics").await;
     // Anything repeated after a resume would arrive now.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let all = kafka::read_n(&bus, &n.results, results.len() + 1, Duration::from_secs(3)).await;

@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 use super::load_config;
 
 pub async fn run(config: &Path) -> anyhow::Result<ExitCode> {
+    // A failure drill with a mistyped fault would quietly drill nothing.
+    modelbus::faults::load_env().map_err(anyhow::Error::msg)?;
     let config = load_config(config)?;
     let app = App::load(config).await?;
     let workers = app.workers().await?;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer};
 
 use super::sealed::{backends, take_kind, Nested};
-use super::{ConfigError, FeatureValue};
+use super::{BreakerConfig, ConfigError, FeatureValue};
 use crate::bus::embedded::EmbeddedBusConfig;
 use crate::bus::kafka::KafkaBusConfig;
 use crate::features::embedded::EmbeddedStoreConfig;
@@ -121,6 +121,9 @@ pub struct FeatureStoreConfig {
     /// About how much memory the cache may take, keys and rows together
     /// (default 64 MiB); when full it starts over.
     pub cache_bytes: usize,
+    /// When lookups fail for every event, stop consuming instead of
+    /// dead-lettering the backlog (see `worker::breaker`).
+    pub breaker: BreakerConfig,
     pub backend: FeatureStoreBackend,
 }
 
@@ -134,11 +137,13 @@ struct StoreCommon {
     cache_entries: usize,
     #[serde(default = "default_cache_bytes")]
     cache_bytes: usize,
+    #[serde(default)]
+    breaker: BreakerConfig,
 }
 
-const STORE_COMMON: &[&str] = &["defaults", "cache_entries", "cache_bytes"];
+const STORE_COMMON: &[&str] = &["defaults", "cache_entries", "cache_bytes", "breaker"];
 /// Every key of a store's table besides its backend's.
-const STORE_KEYS: &[&str] = &["kind", "defaults", "cache_entries", "cache_bytes"];
+const STORE_KEYS: &[&str] = &["kind", "defaults", "cache_entries", "cache_bytes", "breaker"];
 
 fn default_cache_bytes() -> usize {
     64 << 20
@@ -164,34 +169,50 @@ impl<'de> Deserialize<'de> for FeatureStoreConfig {
             defaults: common.defaults,
             cache_entries: common.cache_entries,
             cache_bytes: common.cache_bytes,
+            breaker: common.breaker,
             backend,
         })
     }
 }
 
 backends! {
-    /// A worker's sink, `{ kind = "...", ... }` (default kind `topic`): where
-    /// results go.
-    pub enum SinkConfig {
+    /// The backend of a sink, selected by its `kind`.
+    pub enum SinkBackend {
         /// A topic on the configured bus.
         Topic(TopicSinkConfig) = "topic",
     }
 }
 
+/// A worker's sink, `{ kind = "...", ... }` (default kind `topic`): where
+/// results go. Besides its backend's keys it may have a `breaker`.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    pub breaker: BreakerConfig,
+    pub backend: SinkBackend,
+}
+
 impl<'de> Deserialize<'de> for SinkConfig {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let mut own = toml::Table::deserialize(d)?;
-        let kind = take_kind(&mut own, "topic", Self::KINDS)?;
-        Self::from_kind(&kind, own.into(), &["kind"]).map_err(|e| e.into_de(""))
+        let kind = take_kind(&mut own, "topic", SinkBackend::KINDS)?;
+        let breaker = match own.remove("breaker") {
+            Some(b) => super::sealed::parse(b).map_err(|e| e.into_de("breaker"))?,
+            None => BreakerConfig::default(),
+        };
+        let backend = SinkBackend::from_kind(&kind, own.into(), &["kind", "breaker"]).map_err(|e| e.into_de(""))?;
+        Ok(SinkConfig { breaker, backend })
     }
 }
 
 impl SinkConfig {
-    /// Checks of this sink's settings for worker `w` (its input topic:
-    /// a sink must not feed the worker its own results). `path` is the sink's.
+    /// Checks of this sink's settings for a worker whose input is
+    /// `input_topic` (a sink must not feed the worker its own results).
+    /// `path` is the sink's.
     pub(super) fn validate(&self, path: &str, input_topic: &str) -> Vec<ConfigError> {
-        match self {
-            SinkConfig::Topic(t) => t.validate(path, input_topic),
-        }
+        let mut errs = self.breaker.validate(&format!("{path}.breaker"));
+        errs.extend(match &self.backend {
+            SinkBackend::Topic(t) => t.validate(path, input_topic),
+        });
+        errs
     }
 }

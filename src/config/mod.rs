@@ -9,6 +9,7 @@
 //! user documentation of each key.
 
 mod backends;
+mod breaker;
 pub(crate) mod duration;
 mod load;
 pub(crate) mod sealed;
@@ -20,7 +21,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use backends::{BusConfig, FeatureStoreBackend, FeatureStoreConfig, SinkConfig};
+pub use backends::{BusConfig, FeatureStoreBackend, FeatureStoreConfig, SinkBackend, SinkConfig};
+pub use breaker::BreakerConfig;
 pub use duration::MAX as MAX_DURATION;
 pub use load::{load, load_partial, load_str, ConfigError, ConfigErrors};
 pub use validate::is_identifier;

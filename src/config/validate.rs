@@ -13,9 +13,12 @@ pub fn validate(c: &Config) -> Vec<ConfigError> {
     let mut errs = c.bus.validate();
     let mut err = |path: String, message: String| errs.push(ConfigError { path, message });
     let ms = Duration::from_millis(1);
-    for name in c.feature_stores.keys() {
+    for (name, store) in &c.feature_stores {
         if !is_identifier(name) {
             err(format!("feature_stores.{name}"), "store names are letters, digits and `_`".into());
+        }
+        for e in store.breaker.validate(&format!("feature_stores.{name}.breaker")) {
+            err(e.path, e.message);
         }
     }
     for (name, m) in &c.models {

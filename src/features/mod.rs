@@ -119,6 +119,13 @@ impl FeatureStore {
         if let Some(class) = crate::faults::check("features.lookup") {
             return Err(FeatureError::Injected(class));
         }
+        if crate::faults::any_set() {
+            for k in &keys {
+                if let Some(class) = crate::faults::check(&format!("features.key:{k}")) {
+                    return Err(FeatureError::Injected(class));
+                }
+            }
+        }
         match self {
             FeatureStore::Embedded(s) => s.lookup(keys).await,
         }

@@ -25,6 +25,9 @@ pub enum ModelError {
     BadInput(String),
     #[error("inference failed: {0}")]
     Inference(String),
+    /// A fault set at `model.infer` (`crate::faults`).
+    #[error("injected {0} fault at model.infer")]
+    Injected(ErrorClass),
 }
 
 /// tract covers most exported models, not every op: when it refuses one,
@@ -44,6 +47,7 @@ impl Classify for ModelError {
         match self {
             // The same rows fail the same way every time.
             ModelError::BadInput(_) | ModelError::Inference(_) => ErrorClass::Permanent,
+            ModelError::Injected(c) => *c,
             _ => ErrorClass::Fatal,
         }
     }
@@ -57,6 +61,7 @@ impl Classify for ModelError {
             ModelError::RuntimeUnavailable { .. } => "runtime_unavailable",
             ModelError::BadInput(_) => "bad_model_input",
             ModelError::Inference(_) => "inference_failed",
+            ModelError::Injected(_) => "injected_fault",
         }
     }
 }

@@ -78,6 +78,18 @@ impl Output {
     }
 }
 
+/// The fault point checked once per [`Model::run`].
+const INFER_FAULT: &str = "model.infer";
+
+/// The fault set at `point`, if it fires now, as the error a failed
+/// inference would be.
+fn injected(point: &str) -> Result<(), ModelError> {
+    match crate::faults::check(point) {
+        Some(class) => Err(ModelError::Injected(class)),
+        None => Ok(()),
+    }
+}
+
 pub(crate) enum Backend {
     Tract(onnx::TractModel),
     #[cfg(feature = "ort")]
@@ -193,8 +205,17 @@ impl Model {
         golden::check(self, path)
     }
 
-    /// Runs one batch. CPU-bound: call it from a blocking thread.
+    /// Runs one batch. CPU-bound: call it from a blocking thread. Each call
+    /// is a check of the fault point `model.infer` (`crate::faults`).
     pub fn run(&self, inputs: Vec<TensorInput>) -> Result<Vec<Output>, ModelError> {
+        injected(INFER_FAULT)?;
+        self.run_unfaulted(inputs)
+    }
+
+    /// [`Model::run`] without the fault point: for checks of the model
+    /// itself (the golden set at load time), which an injected inference
+    /// failure must neither fail nor use up.
+    pub(crate) fn run_unfaulted(&self, inputs: Vec<TensorInput>) -> Result<Vec<Output>, ModelError> {
         let specs = self.inputs();
         if inputs.len() != specs.len() {
             return Err(ModelError::BadInput(format!("model takes {} inputs, got {}", specs.len(), inputs.len())));
@@ -216,5 +237,30 @@ impl Model {
             #[cfg(feature = "ort")]
             Backend::Ort(m) => m.run(inputs),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{Classify, ErrorClass};
+    use crate::faults::{self, Fault};
+
+    /// The same path as `model.infer`, on points of its own so that no
+    /// other test's inference fails.
+    #[test]
+    fn injected_faults_classify_as_set() {
+        for (point, class) in [
+            ("test.model.infer.transient", ErrorClass::Transient),
+            ("test.model.infer.permanent", ErrorClass::Permanent),
+            ("test.model.infer.fatal", ErrorClass::Fatal),
+        ] {
+            faults::set(point, Fault { class, remaining: Some(1) });
+            let e = injected(point).unwrap_err();
+            assert_eq!((e.class(), e.code()), (class, "injected_fault"), "{e}");
+            assert_eq!(e.to_string(), format!("injected {class} fault at model.infer"));
+            assert!(injected(point).is_ok(), "one failure, then none");
+        }
+        assert!(injected("test.model.infer.unset").is_ok());
     }
 }

@@ -9,7 +9,7 @@ pub(crate) mod topic;
 use std::sync::Arc;
 
 use crate::bus::{Bus, BusError};
-use crate::config::SinkConfig;
+use crate::config::{SinkBackend, SinkConfig};
 use crate::error::{Classify, ErrorClass};
 use crate::event::Record;
 
@@ -60,8 +60,8 @@ impl Sink {
     /// beyond topics connect, check credentials or create what they write
     /// to before the first result; an error stops start-up, naming the sink.
     pub async fn open(cfg: &SinkConfig, cx: &SinkContext) -> Result<Sink, SinkError> {
-        Ok(match cfg {
-            SinkConfig::Topic(t) => Sink::Topic(topic::TopicSink::open(t, cx.bus.clone())),
+        Ok(match &cfg.backend {
+            SinkBackend::Topic(t) => Sink::Topic(topic::TopicSink::open(t, cx.bus.clone())),
         })
     }
 

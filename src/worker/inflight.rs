@@ -128,6 +128,21 @@ impl InFlight {
         self.parts.get_mut(tp).and_then(|s| s.get_mut(offset))
     }
 
+    /// Moves the first failure of every waiting event that has one forward
+    /// by `by`: time a circuit breaker was open does not count toward an
+    /// event's retry horizon. The change goes out with the next commit.
+    pub fn forgive(&mut self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        for slots in self.parts.values_mut() {
+            for (_, slot) in slots.0.iter_mut() {
+                if let (SlotState::Waiting { .. }, Some(a)) = (&slot.state, slot.attempts.as_mut()) {
+                    a.first_failure_ms = a.first_failure_ms.saturating_add(ms);
+                    slot.attempts_dirty = true;
+                }
+            }
+        }
+    }
+
     /// Forgets a partition this member no longer owns; its uncommitted
     /// events will be redelivered to the new owner.
     pub fn drop_partition(&mut self, tp: &TopicPartition) {

@@ -10,6 +10,7 @@
 //! transient → retry in place with backoff, permanent → dead-letter at once,
 //! fatal → stop without committing.
 
+pub mod breaker;
 pub mod infer_cost;
 pub mod inflight;
 pub mod model_fit;
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 use chrono::{TimeZone, Utc};
 use tokio_util::sync::CancellationToken;
 
+use self::breaker::Breakers;
 use self::inflight::{InFlight, SlotState};
 use self::outcome::{Outcome, StageError};
 use self::plan::Plan;
@@ -68,6 +70,8 @@ pub struct Worker {
     pub max_in_flight: usize,
     pub commit_interval: Duration,
     pub stats: Arc<WorkerStats>,
+    /// One per dependency; taken by [`Worker::run`].
+    pub breakers: Breakers,
 }
 
 /// The attempt state after one more failure at `now_ms`. Stored attempt
@@ -118,7 +122,9 @@ const IDLE_RELEASE: Duration = Duration::from_millis(500);
 const IDLE_WAIT: Duration = Duration::from_millis(50);
 
 impl Worker {
-    pub async fn run(self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), WorkerError> {
+        let mut breakers = std::mem::take(&mut self.breakers);
+        *self.stats.breakers.lock().unwrap_or_else(|e| e.into_inner()) = breakers.stats();
         let berr = |source| WorkerError::Bus { worker: self.plan.worker.clone(), source };
         self.bus.ensure_topic(&self.plan.dead_letter_topic, false).await.map_err(berr)?;
         let mut consumer = self.bus.consumer(&self.plan.group, &self.topics).await.map_err(berr)?;
@@ -126,7 +132,7 @@ impl Worker {
             topics = ?self.topics, "worker started");
         spawn_lag_refresh(consumer.lag_probe(), self.stats.clone(), shutdown.clone());
         let mut inflight = InFlight::default();
-        let result = self.serve(&mut consumer, &mut inflight, &shutdown).await;
+        let result = self.serve(&mut consumer, &mut inflight, &mut breakers, &shutdown).await;
         if result.is_ok() {
             // Drain: what is fully handled is committed; anything polled but
             // not started is left for the next owner. A commit that fails
@@ -154,6 +160,7 @@ impl Worker {
         &self,
         consumer: &mut Consumer,
         inflight: &mut InFlight,
+        breakers: &mut Breakers,
         shutdown: &CancellationToken,
     ) -> Result<(), WorkerError> {
         let berr = |source| WorkerError::Bus { worker: self.plan.worker.clone(), source };
@@ -191,17 +198,53 @@ impl Worker {
                 self.commit(consumer, inflight).await?;
                 last_commit = Instant::now();
             }
+            // A dependency is down: nothing runs but its probe, and nothing
+            // more is fetched. Open too long is fatal, without a commit.
+            let held = breakers.any_open();
+            if held {
+                if let Some(b) = breakers.past_fatal_bound(Instant::now()) {
+                    return Err(WorkerError::Fatal {
+                        worker: self.plan.worker.clone(),
+                        stage: "breaker",
+                        reason: format!("`{}` has been unavailable longer than its breaker's open_fatal_after", b.name),
+                    });
+                }
+            }
             // Still full: stop fetching at the bus instead of buffering (backpressure).
-            let full = inflight.len() >= self.max_in_flight;
-            if full && !paused {
+            let full = inflight.len() >= self.max_in_flight || held;
+            if full && !paused && !held {
                 self.stats.pauses.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(worker = %self.plan.worker, in_flight = inflight.len(), "in-flight limit reached: bus paused");
             }
             paused = full;
             consumer.set_paused(full).map_err(berr)?;
+            if held {
+                // Paused: a poll returns nothing new, but keeps the member
+                // in its group (Kafka expects a poll within max.poll.interval.ms).
+                let nap = breakers.next_probe().map_or(IDLE_WAIT, |t| t.saturating_duration_since(Instant::now()));
+                let polled = tokio::select! {
+                    p = consumer.poll(max, nap.min(IDLE_WAIT)) => p,
+                    _ = shutdown.cancelled() => return Ok(()),
+                };
+                match polled {
+                    Ok(p) => {
+                        let arrived = Instant::now();
+                        self.stats.received.fetch_add(p.deliveries.len() as u64, Ordering::Relaxed);
+                        for d in p.deliveries {
+                            inflight.add(d, arrived);
+                        }
+                    }
+                    Err(e) => self.bus_error(e, "poll", &mut bus_errors, shutdown).await?,
+                }
+                if breakers.next_probe().is_some_and(|t| t > Instant::now()) {
+                    continue;
+                }
+                // The probe: one batch, as any other. A call with any
+                // success closes the breaker.
+            }
             // Fill: poll while the batch is not full and its max wait has not
             // passed; never beyond the in-flight bound (that is the backpressure).
-            loop {
+            while !held {
                 let now = Instant::now();
                 let space = self.max_in_flight.saturating_sub(inflight.len());
                 if space == 0 {
@@ -262,7 +305,7 @@ impl Worker {
                 }
                 continue;
             }
-            self.run_selected(inflight, &selected).await?;
+            self.run_selected(inflight, &selected, breakers).await?;
             consumer.stage(|| inflight.safe_watermarks());
         }
         Ok(())
@@ -322,12 +365,18 @@ impl Worker {
         &self,
         inflight: &mut InFlight,
         selected: &[(TopicPartition, u64)],
+        breakers: &mut Breakers,
     ) -> Result<(), WorkerError> {
         // Borrowed, not cloned: the table is not touched until the batch is done.
         let refs: Vec<_> =
             selected.iter().filter_map(|(tp, off)| inflight.get(tp, *off).map(|s| &s.delivery.record)).collect();
-        let outcomes = stages::run_batch(&self.plan, refs, &self.stats).await;
+        let (outcomes, calls) = stages::run_batch(&self.plan, refs, &self.stats).await;
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        let first = selected.first().map_or(0, |(tp, off)| u64::from(tp.partition) << 48 ^ off);
+        if let Some(spell) = breakers.record(&calls, selected.len(), first, Instant::now()) {
+            // Time open counts toward no event's retry horizon.
+            inflight.forgive(spell);
+        }
         for ((tp, off), outcome) in selected.iter().zip(outcomes) {
             let Some(slot) = inflight.get_mut(tp, *off) else { continue };
             match outcome {
@@ -349,6 +398,9 @@ impl Worker {
                         reason: err.reason,
                     });
                 }
+                // The dependency is down, not the event: it waits for the
+                // breaker to close without counting an attempt.
+                Outcome::Failed(err) if breakers.excuses(&err) => slot.state = SlotState::Waiting { due: None },
                 Outcome::Failed(err) => self.fail(slot, err),
             }
         }

@@ -19,7 +19,7 @@ use super::plan::{Column, Plan};
 use crate::dead_letter::Stage;
 use crate::error::ErrorClass;
 use crate::event::{result_record, Event, Record};
-use crate::features::{Cell, Row};
+use crate::features::{Cell, FeatureStore, Row};
 use crate::model::TensorInput;
 use crate::telemetry::WorkerStats;
 
@@ -76,17 +76,29 @@ impl Outcomes {
     }
 }
 
-/// Runs one batch; returns one outcome per input, in order.
-pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerStats) -> Vec<Outcome> {
+/// The calls a batch made to the worker's dependencies, and whether each
+/// succeeded, for their circuit breakers: `None` where no call was made.
+/// A call with any success is a success (a poison event fails alone).
+#[derive(Debug, Default)]
+pub struct Calls {
+    pub store: Option<bool>,
+    /// Per sink, in the plan's order.
+    pub sinks: Vec<Option<bool>>,
+}
+
+/// Runs one batch; returns one outcome per input, in order, and the
+/// dependency calls it made.
+pub async fn run_batch(plan: &Arc<Plan>, records: Vec<&Record>, stats: &WorkerStats) -> (Vec<Outcome>, Calls) {
     let mut out = Outcomes::new(records.len());
+    let mut calls = Calls { store: None, sinks: vec![None; plan.sinks.len()] };
     let live = decode_and_validate(plan, &records, stats, &mut out);
     let live = drop_duplicates(plan, live, &mut out).await;
-    let live = lookup_features(plan, live, &mut out).await;
+    let live = lookup_features(plan, live, &mut out, &mut calls).await;
     let (live, rows) = assemble_rows(plan, live, &mut out);
     let results = if live.is_empty() { Vec::new() } else { infer(plan, rows).await };
     let emitted = result_records(plan, live, results, &mut out);
-    emit_results(plan, emitted, &mut out).await;
-    out.finish()
+    emit_results(plan, emitted, &mut out, &mut calls).await;
+    (out.finish(), calls)
 }
 
 /// decode + validate: each record into a live event, in one pass.
@@ -198,20 +210,35 @@ async fn drop_duplicates(plan: &Plan, mut live: Vec<Live>, out: &mut Outcomes) -
 }
 
 /// features: one lookup for the batch (a worker with a feature store only).
-async fn lookup_features(plan: &Plan, mut live: Vec<Live>, out: &mut Outcomes) -> Vec<Live> {
+/// A lookup that fails is bisected, so that a poison key fails its own
+/// events and not the batch, and does not count against the breaker.
+async fn lookup_features(plan: &Plan, mut live: Vec<Live>, out: &mut Outcomes, calls: &mut Calls) -> Vec<Live> {
     let Some(store) = &plan.store else { return live };
+    if live.is_empty() {
+        return live;
+    }
     let keys: Vec<String> = live.iter_mut().map(|l| l.entity.take().unwrap_or_default()).collect();
-    match store.lookup(keys).await {
+    let (answers, ok): (Vec<Answer>, bool) = match store.lookup(keys).await {
+        Ok(rows) => (rows.into_iter().map(Ok).collect(), true),
         Err(e) => {
-            let err = StageError::from(Stage::Features, &e);
-            for l in live.drain(..) {
-                out.fail(l.idx, err.clone());
-            }
-            live
+            // Taken again from the events, not kept: a copy of every key
+            // for the rare failed lookup would cost every batch.
+            let keys = live.iter().map(|l| plan.entity_of(&l.event).ok().flatten().unwrap_or_default()).collect();
+            bisect(store, keys, StageError::from(Stage::Features, &e)).await
         }
-        Ok(rows) => {
+    };
+    calls.store = Some(ok);
+    {
+        {
             let mut kept = Vec::with_capacity(live.len());
-            for (mut l, row) in live.into_iter().zip(rows) {
+            for (mut l, answer) in live.into_iter().zip(answers) {
+                let row = match answer {
+                    Ok(row) => row,
+                    Err(e) => {
+                        out.fail(l.idx, e);
+                        continue;
+                    }
+                };
                 match row {
                     Some(cells) => l.features = cells,
                     None if plan.defaults_on_missing => l.features = plan.defaults.clone(),
@@ -237,6 +264,56 @@ async fn lookup_features(plan: &Plan, mut live: Vec<Live>, out: &mut Outcomes) -
             kept
         }
     }
+}
+
+/// A key's answer from the store: its row (`None`: no such entity), or why
+/// its lookup failed.
+type Answer = Result<Option<Row>, StageError>;
+
+/// After a failed lookup of `keys`: each half is looked up again, and a
+/// half that fails while the other succeeds is split further, down to the
+/// keys that fail alone. Returns each key's answer, and whether the call
+/// as a whole succeeded: false only when every part failed (an outage,
+/// not a poison key), which costs three lookups.
+async fn bisect(store: &FeatureStore, keys: Vec<String>, first: StageError) -> (Vec<Answer>, bool) {
+    let mut answers: Vec<Answer> = vec![Err(first.clone()); keys.len()];
+    if keys.len() < 2 {
+        return (answers, false);
+    }
+    let mut any_ok = false;
+    // Ranges still failing. Iterative: about two lookups per poison key per halving.
+    let mut failing = vec![0..keys.len()];
+    while let Some(range) = failing.pop() {
+        if range.len() == 1 {
+            continue;
+        }
+        let mid = range.start + range.len() / 2;
+        let mut failed_halves = 0;
+        for half in [range.start..mid, mid..range.end] {
+            match store.lookup(keys[half.clone()].to_vec()).await {
+                Ok(rows) => {
+                    any_ok = true;
+                    for (i, row) in half.zip(rows) {
+                        answers[i] = Ok(row);
+                    }
+                }
+                Err(e) => {
+                    let err = StageError::from(Stage::Features, &e);
+                    for i in half.clone() {
+                        answers[i] = Err(err.clone());
+                    }
+                    failed_halves += 1;
+                    failing.push(half);
+                }
+            }
+        }
+        if failed_halves == 2 && !any_ok {
+            // Both halves fail and nothing has succeeded: an outage, not a
+            // poison key. No more calls; every key keeps its error.
+            break;
+        }
+    }
+    (answers, any_ok)
 }
 
 /// infer: assemble rows, refuse the ones the model cannot take. Returns the
@@ -292,7 +369,7 @@ fn result_records(
 }
 
 /// emit: every sink must accept a result before its input counts as handled
-async fn emit_results(plan: &Plan, emitted: Vec<Emitted>, out: &mut Outcomes) {
+async fn emit_results(plan: &Plan, emitted: Vec<Emitted>, out: &mut Outcomes, calls: &mut Calls) {
     if emitted.is_empty() {
         return;
     }
@@ -302,7 +379,7 @@ async fn emit_results(plan: &Plan, emitted: Vec<Emitted>, out: &mut Outcomes) {
         recs.push(rec);
         meta.push((idx, latency, id));
     }
-    let failed = emit(plan, recs).await;
+    let failed = emit(plan, recs, calls).await;
     if let Some(dedup) = &plan.dedup {
         // Recorded only now that the results are out. If this fails the
         // results stand; a redelivery would produce the same result ids.
@@ -326,7 +403,7 @@ async fn emit_results(plan: &Plan, emitted: Vec<Emitted>, out: &mut Outcomes) {
 /// accepted (`None`: every sink took it). A sink's refusal of one record
 /// fails that record alone; a record refused by one sink is not sent to the
 /// next (its input will be retried or dead-lettered anyway).
-async fn emit(plan: &Plan, mut recs: Vec<Record>) -> Vec<Option<StageError>> {
+async fn emit(plan: &Plan, mut recs: Vec<Record>, calls: &mut Calls) -> Vec<Option<StageError>> {
     let mut failed: Vec<Option<StageError>> = vec![None; recs.len()];
     let n = plan.sinks.len();
     for (s, sink) in plan.sinks.iter().enumerate() {
@@ -341,7 +418,9 @@ async fn emit(plan: &Plan, mut recs: Vec<Record>) -> Vec<Option<StageError>> {
         } else {
             pending.iter().map(|&i| recs[i].clone()).collect()
         };
-        match sink.emit(batch).await {
+        let result = sink.emit(batch).await;
+        calls.sinks[s] = Some(result.is_ok());
+        match result {
             Err(e) => {
                 let err = StageError::at_sink(&e, sink);
                 for &i in &pending {

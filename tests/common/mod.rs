@@ -200,4 +200,24 @@ pub async fn dead_letters(bus: &Bus, topic: &str) -> Vec<modelbus::dead_letter::
         .filter_map(|d| modelbus::dead_letter::DeadLetter::from_record(d.record, d.tp.partition, d.offset))
         .collect()
 }
+/// Adds an `[http]` endpoint on a free port to the config; returns its address.
+pub fn with_http(config_path: &Path) -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let text = std::fs::read_to_string(config_path).unwrap();
+    std::fs::write(config_path, format!("{text}\n[http]\nlisten = \"{addr}\"\n")).unwrap();
+    addr
+}
+
+/// One HTTP/1.1 GET: the status and the whole response.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    let status = buf.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, buf)
+}
+
 pub mod kafka;
