@@ -122,6 +122,24 @@ tls_endpoint() { # $1 = name, $2 = address, $3 = the tansu behind it, $4 = socat
 tls_endpoint tls "$MODELBUS_TEST_KAFKA_TLS" "${MODELBUS_TEST_KAFKA_TLS_INNER:-127.0.0.1:9095}" verify=0
 tls_endpoint mtls "$MODELBUS_TEST_KAFKA_MTLS" "${MODELBUS_TEST_KAFKA_MTLS_INNER:-127.0.0.1:9096}" "verify=1,cafile=$tls_dir/cert.pem"
 
+# A broker that advertises a TCP proxy's address, so that every client
+# connection goes through the proxy: tests/kafka_broker_cut.rs runs that
+# proxy (socat) itself and cuts it. Without the advertised proxy address
+# librdkafka would reconnect past the proxy after bootstrap.
+export MODELBUS_TEST_KAFKA_CUT="${MODELBUS_TEST_KAFKA_CUT:-127.0.0.1:9098}"
+export MODELBUS_TEST_KAFKA_CUT_UPSTREAM="${MODELBUS_TEST_KAFKA_CUT_UPSTREAM:-127.0.0.1:9097}"
+tcp_up() { (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
+if ! tcp_up "$MODELBUS_TEST_KAFKA_CUT_UPSTREAM"; then
+  log "starting the broker behind the cut proxy on $MODELBUS_TEST_KAFKA_CUT_UPSTREAM (log: target/tansu-cut.log)"
+  nohup "$tansu" broker --listener-url "tcp://$MODELBUS_TEST_KAFKA_CUT_UPSTREAM" \
+    --advertised-listener-url "tcp://$MODELBUS_TEST_KAFKA_CUT" >target/tansu-cut.log 2>&1 &
+  for _ in $(seq 1 30); do tcp_up "$MODELBUS_TEST_KAFKA_CUT_UPSTREAM" && break; sleep 1; done
+fi
+if ! tcp_up "$MODELBUS_TEST_KAFKA_CUT_UPSTREAM"; then
+  echo "error: the broker behind the cut proxy at $MODELBUS_TEST_KAFKA_CUT_UPSTREAM is unreachable (see target/tansu-cut.log)" >&2
+  exit 1
+fi
+
 # --- tests --------------------------------------------------------------------
 # One build profile for tests, demo and bench (release), so CI compiles once.
 log "the claims demo, as the README runs it"

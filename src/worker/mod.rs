@@ -244,7 +244,10 @@ impl Worker {
             }
             // Fill: poll while the batch is not full and its max wait has not
             // passed; never beyond the in-flight bound (that is the backpressure).
-            while !held {
+            loop {
+                if held {
+                    break;
+                }
                 let now = Instant::now();
                 let space = self.max_in_flight.saturating_sub(inflight.len());
                 if space == 0 {

@@ -72,5 +72,5 @@ pub fn check(w: &WorkerConfig, index: usize, model: &Model) -> Vec<ConfigError> 
 fn probe(model: &Model) -> Option<Vec<crate::model::Output>> {
     let inputs =
         model.inputs().iter().map(|s| TensorInput { rows: 1, cols: s.width, data: vec![0.0; s.width] }).collect();
-    model.run(inputs).ok()
+    model.run_unfaulted(inputs).ok()
 }

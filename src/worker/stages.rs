@@ -282,7 +282,8 @@ async fn bisect(store: &FeatureStore, keys: Vec<String>, first: StageError) -> (
     }
     let mut any_ok = false;
     // Ranges still failing. Iterative: about two lookups per poison key per halving.
-    let mut failing = vec![0..keys.len()];
+    let mut failing = Vec::with_capacity(16);
+    failing.push(0..keys.len());
     while let Some(range) = failing.pop() {
         if range.len() == 1 {
             continue;
