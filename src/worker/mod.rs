@@ -210,8 +210,13 @@ impl Worker {
                     });
                 }
             }
+            // While a breaker is open nothing more is fetched, unless no
+            // event in flight could serve as the probe (a rebalance took
+            // them all, or they ended): then one is fetched, or the breaker
+            // could never close.
+            let probe_ready = held && inflight.ready(1, Instant::now()).0 > 0;
             // Still full: stop fetching at the bus instead of buffering (backpressure).
-            let full = inflight.len() >= self.max_in_flight || held;
+            let full = inflight.len() >= self.max_in_flight || probe_ready;
             if full && !paused && !held {
                 self.stats.pauses.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(worker = %self.plan.worker, in_flight = inflight.len(), "in-flight limit reached: bus paused");
@@ -219,24 +224,28 @@ impl Worker {
             paused = full;
             consumer.set_paused(full).map_err(berr)?;
             if held {
-                // Paused: a poll returns nothing new, but keeps the member
-                // in its group (Kafka expects a poll within max.poll.interval.ms).
-                let nap = breakers.next_probe().map_or(IDLE_WAIT, |t| t.saturating_duration_since(Instant::now()));
-                let polled = tokio::select! {
-                    p = consumer.poll(max, nap.min(IDLE_WAIT)) => p,
-                    _ = shutdown.cancelled() => return Ok(()),
-                };
-                match polled {
-                    Ok(p) => {
-                        let arrived = Instant::now();
-                        self.stats.received.fetch_add(p.deliveries.len() as u64, Ordering::Relaxed);
-                        for d in p.deliveries {
-                            inflight.add(d, arrived);
+                let now = Instant::now();
+                let due = breakers.next_probe().is_none_or(|t| t <= now);
+                if !(due && probe_ready) {
+                    // A poll keeps the member in its group (Kafka expects
+                    // one within max.poll.interval.ms); paused, it returns
+                    // nothing new. It is also the nap until the probe.
+                    let nap = breakers.next_probe().map_or(IDLE_WAIT, |t| t.saturating_duration_since(now));
+                    let nap = if due { IDLE_WAIT } else { nap.clamp(Duration::from_millis(1), IDLE_WAIT) };
+                    let polled = tokio::select! {
+                        p = consumer.poll(max, nap) => p,
+                        _ = shutdown.cancelled() => return Ok(()),
+                    };
+                    match polled {
+                        Ok(p) => {
+                            let arrived = Instant::now();
+                            self.stats.received.fetch_add(p.deliveries.len() as u64, Ordering::Relaxed);
+                            for d in p.deliveries {
+                                inflight.add(d, arrived);
+                            }
                         }
+                        Err(e) => self.bus_error(e, "poll", &mut bus_errors, shutdown).await?,
                     }
-                    Err(e) => self.bus_error(e, "poll", &mut bus_errors, shutdown).await?,
-                }
-                if breakers.next_probe().is_some_and(|t| t > Instant::now()) {
                     continue;
                 }
                 // The probe: one batch, as any other. A call with any
