@@ -178,3 +178,40 @@ async fn a_poison_key_is_dead_lettered_alone_and_never_opens_the_breaker() {
     assert_eq!(distinct, n, "the other events of its batches get their results");
     assert_eq!(openings, Some(0.0), "the breaker never opened");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaker_open_longer_than_its_bound_stops_the_worker_without_committing() {
+    let c = common::claims(|t| {
+        small_batches(t).replace(
+            "[feature_stores.customers]\nkind = \"embedded\"",
+            "[feature_stores.customers]\nkind = \"embedded\"\nbreaker = { failures = 3, open_fatal_after = \"2s\" }",
+        )
+    });
+    let bus = Arc::new(Bus::open(&c.config).unwrap());
+    bus.publish("claims", claims(200, 17).iter().map(Event::to_record).collect()).await.unwrap();
+    let mut w = spawn(&c, "worker.log", "features.lookup=transient");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = w.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let log = std::fs::read_to_string(c.dir.path().join("worker.log")).unwrap();
+    let Some(status) = status else {
+        common::signal(&w, libc::SIGKILL);
+        panic!("the worker did not stop:\n{log}");
+    };
+    println!("open_fatal_after 2s: the worker stopped {:?} after start", started.elapsed());
+    assert!(!status.success(), "a fatal stop is a failure exit:\n{log}");
+    assert!(log.contains("open_fatal_after"), "the reason is logged:\n{log}");
+    assert_eq!(common::count(&bus, "claims.dlq").await, 0, "nothing dead-lettered");
+    assert_eq!(common::count(&bus, "risk-scored").await, 0);
+    // Nothing committed: a new worker without the fault scores all 200.
+    let w2 = spawn(&c, "second.log", "");
+    assert!(wait_for_results(&bus, 200, Duration::from_secs(60)).await, "every event is still there to score");
+    stop(w2);
+}
