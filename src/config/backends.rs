@@ -16,6 +16,7 @@ use crate::bus::embedded::EmbeddedBusConfig;
 use crate::bus::kafka::KafkaBusConfig;
 use crate::features::embedded::EmbeddedStoreConfig;
 use crate::sink::topic::TopicSinkConfig;
+use crate::sink::webhook::WebhookSinkConfig;
 
 backends! {
     /// `[bus]`: `kind` selects the backend, whose settings are the table of
@@ -180,6 +181,8 @@ backends! {
     pub enum SinkBackend {
         /// A topic on the configured bus.
         Topic(TopicSinkConfig) = "topic",
+        /// An HTTP endpoint, each result POSTed and signed (Standard Webhooks).
+        Webhook(WebhookSinkConfig) = "webhook",
     }
 }
 
@@ -212,6 +215,7 @@ impl SinkConfig {
         let mut errs = self.breaker.validate(&format!("{path}.breaker"));
         errs.extend(match &self.backend {
             SinkBackend::Topic(t) => t.validate(path, input_topic),
+            SinkBackend::Webhook(w) => w.validate(path, input_topic),
         });
         errs
     }

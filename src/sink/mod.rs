@@ -1,10 +1,12 @@
-//! Sinks: where results go. A worker acknowledges an input only after every
-//! sink has accepted its result. Backends are an enum; a sink is opened from
+//! Sinks: where results go (a topic on the bus, or a webhook). A worker
+//! acknowledges an input only after every sink has accepted its result.
+//! Backends are an enum; a sink is opened from
 //! its config and a [`SinkContext`], which holds what sinks share (the bus
 //! now; HTTP clients and secrets as sinks need them), so that a new sink is
 //! its own folder plus a variant here and in [`SinkConfig`].
 
 pub(crate) mod topic;
+pub(crate) mod webhook;
 
 use std::sync::Arc;
 
@@ -19,6 +21,9 @@ pub enum SinkError {
     Topic { topic: String, source: BusError },
     #[error("injected {0} fault at sink.emit")]
     Injected(ErrorClass),
+    /// The webhook sink's own errors, which classify themselves.
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
 }
 
 impl Classify for SinkError {
@@ -33,6 +38,7 @@ impl Classify for SinkError {
                 _ => ErrorClass::Transient,
             },
             SinkError::Injected(c) => *c,
+            SinkError::Webhook(e) => e.class(),
         }
     }
     fn code(&self) -> &'static str {
@@ -40,6 +46,7 @@ impl Classify for SinkError {
             SinkError::Topic { source, .. } if source.refuses_record() => source.code(),
             SinkError::Topic { .. } => "sink_topic",
             SinkError::Injected(_) => "injected_fault",
+            SinkError::Webhook(e) => e.code(),
         }
     }
 }
@@ -53,6 +60,7 @@ pub struct SinkContext {
 
 pub enum Sink {
     Topic(topic::TopicSink),
+    Webhook(webhook::WebhookSink),
 }
 
 impl Sink {
@@ -62,6 +70,7 @@ impl Sink {
     pub async fn open(cfg: &SinkConfig, cx: &SinkContext) -> Result<Sink, SinkError> {
         Ok(match &cfg.backend {
             SinkBackend::Topic(t) => Sink::Topic(topic::TopicSink::open(t, cx.bus.clone())),
+            SinkBackend::Webhook(w) => Sink::Webhook(webhook::WebhookSink::open(w).await?),
         })
     }
 
@@ -83,6 +92,7 @@ impl Sink {
     async fn emit_to_backend(&self, records: Vec<Record>) -> Result<Vec<Result<(), SinkError>>, SinkError> {
         match self {
             Sink::Topic(s) => s.emit(records).await,
+            Sink::Webhook(s) => s.emit(records).await,
         }
     }
 
@@ -105,6 +115,7 @@ impl Sink {
     pub fn describe(&self) -> String {
         match self {
             Sink::Topic(s) => format!("topic:{}", s.topic()),
+            Sink::Webhook(s) => format!("webhook:{}", s.url()),
         }
     }
 }
