@@ -15,6 +15,7 @@ use super::{BreakerConfig, ConfigError, FeatureValue};
 use crate::bus::embedded::EmbeddedBusConfig;
 use crate::bus::kafka::KafkaBusConfig;
 use crate::features::embedded::EmbeddedStoreConfig;
+use crate::sink::http::HttpSinkConfig;
 use crate::sink::topic::TopicSinkConfig;
 use crate::sink::webhook::WebhookSinkConfig;
 
@@ -183,6 +184,9 @@ backends! {
         Topic(TopicSinkConfig) = "topic",
         /// An HTTP endpoint, each result POSTed and signed (Standard Webhooks).
         Webhook(WebhookSinkConfig) = "webhook",
+        /// An HTTP endpoint taking CloudEvents (HTTP binding 1.0: binary,
+        /// structured or batch).
+        Http(HttpSinkConfig) = "http",
     }
 }
 
@@ -216,6 +220,7 @@ impl SinkConfig {
         errs.extend(match &self.backend {
             SinkBackend::Topic(t) => t.validate(path, input_topic),
             SinkBackend::Webhook(w) => w.validate(path, input_topic),
+            SinkBackend::Http(h) => h.validate(path, input_topic),
         });
         errs
     }

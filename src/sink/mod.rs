@@ -1,10 +1,12 @@
-//! Sinks: where results go (a topic on the bus, or a webhook). A worker
+//! Sinks: where results go (a topic on the bus, a webhook, or a CloudEvents
+//! HTTP endpoint). A worker
 //! acknowledges an input only after every sink has accepted its result.
 //! Backends are an enum; a sink is opened from
 //! its config and a [`SinkContext`], which holds what sinks share (the bus
 //! now; HTTP clients and secrets as sinks need them), so that a new sink is
 //! its own folder plus a variant here and in [`SinkConfig`].
 
+pub(crate) mod http;
 pub(crate) mod topic;
 pub(crate) mod webhook;
 
@@ -24,6 +26,9 @@ pub enum SinkError {
     /// The webhook sink's own errors, which classify themselves.
     #[error(transparent)]
     Webhook(#[from] webhook::WebhookError),
+    /// The CloudEvents HTTP sink's own errors, which classify themselves.
+    #[error(transparent)]
+    Http(#[from] http::HttpSinkError),
 }
 
 impl Classify for SinkError {
@@ -39,6 +44,7 @@ impl Classify for SinkError {
             },
             SinkError::Injected(c) => *c,
             SinkError::Webhook(e) => e.class(),
+            SinkError::Http(e) => e.class(),
         }
     }
     fn code(&self) -> &'static str {
@@ -47,6 +53,7 @@ impl Classify for SinkError {
             SinkError::Topic { .. } => "sink_topic",
             SinkError::Injected(_) => "injected_fault",
             SinkError::Webhook(e) => e.code(),
+            SinkError::Http(e) => e.code(),
         }
     }
 }
@@ -61,6 +68,7 @@ pub struct SinkContext {
 pub enum Sink {
     Topic(topic::TopicSink),
     Webhook(webhook::WebhookSink),
+    Http(http::HttpSink),
 }
 
 impl Sink {
@@ -71,6 +79,7 @@ impl Sink {
         Ok(match &cfg.backend {
             SinkBackend::Topic(t) => Sink::Topic(topic::TopicSink::open(t, cx.bus.clone())),
             SinkBackend::Webhook(w) => Sink::Webhook(webhook::WebhookSink::open(w).await?),
+            SinkBackend::Http(h) => Sink::Http(http::HttpSink::open(h).await?),
         })
     }
 
@@ -93,6 +102,7 @@ impl Sink {
         match self {
             Sink::Topic(s) => s.emit(records).await,
             Sink::Webhook(s) => s.emit(records).await,
+            Sink::Http(s) => s.emit(records).await,
         }
     }
 
@@ -116,6 +126,7 @@ impl Sink {
         match self {
             Sink::Topic(s) => format!("topic:{}", s.topic()),
             Sink::Webhook(s) => format!("webhook:{}", s.url()),
+            Sink::Http(s) => format!("http:{}", s.url()),
         }
     }
 }
