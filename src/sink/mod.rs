@@ -7,6 +7,7 @@
 //! its own folder plus a variant here and in [`SinkConfig`].
 
 pub(crate) mod http;
+pub(crate) mod outbound;
 pub(crate) mod topic;
 pub(crate) mod webhook;
 

@@ -31,7 +31,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use serde_json::Value;
 use tokio::sync::Semaphore;
 
-use super::webhook::guard;
+use super::outbound;
 use super::SinkError;
 use crate::error::{Classify, ErrorClass};
 use crate::event::{Event, Record, CE_PREFIX, JSON_CONTENT_TYPE};
@@ -69,16 +69,7 @@ impl HttpSink {
             known.add(name, value);
         }
         crate::secrets::remember(&known);
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .no_proxy()
-            .default_headers(defaults)
-            .user_agent(concat!("modelbus/", env!("CARGO_PKG_VERSION")));
-        if !cfg.allow_private {
-            builder = builder.dns_resolver(Arc::new(guard::GuardedResolver));
-        }
+        let builder = outbound::client(cfg.timeout, cfg.allow_private).default_headers(defaults);
         let client = builder.build().map_err(|e| open_err(format!("HTTP client: {e}")))?;
         Ok(HttpSink {
             client,
@@ -169,26 +160,10 @@ impl HttpSink {
     /// A request that got no answer: refused by the guard (permanent), or
     /// timed out / unreachable (transient). The message leaves the URL out.
     fn request_error(&self, e: reqwest::Error) -> HttpSinkError {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if let Some(b) = s.downcast_ref::<guard::Blocked>() {
-                return HttpSinkError::Blocked { url: self.shown.clone(), reason: b.to_string() };
-            }
-            source = s.source();
+        match outbound::no_answer(e) {
+            outbound::NoAnswer::Blocked(reason) => HttpSinkError::Blocked { url: self.shown.clone(), reason },
+            outbound::NoAnswer::Unreachable(reason) => HttpSinkError::Unreachable { url: self.shown.clone(), reason },
         }
-        let timeout = e.is_timeout();
-        let e = e.without_url();
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            reason.push_str(": ");
-            reason.push_str(&s.to_string());
-            source = s.source();
-        }
-        if timeout && !reason.contains("timed out") {
-            reason = format!("timed out: {reason}");
-        }
-        HttpSinkError::Unreachable { url: self.shown.clone(), reason }
     }
 }
 

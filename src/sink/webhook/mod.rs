@@ -29,7 +29,7 @@ use serde_json::{Map, Value};
 use sign::SigningKey;
 use tokio::sync::Semaphore;
 
-use super::SinkError;
+use super::{outbound, SinkError};
 use crate::error::{Classify, ErrorClass};
 use crate::event::Record;
 use crate::event::CE_PREFIX;
@@ -74,15 +74,7 @@ impl WebhookSink {
         known.add(&from, &secret);
         crate::secrets::remember(&known);
         let key = SigningKey::parse(&secret).map_err(|e| open_err(format!("{e} (from {from})")))?;
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .no_proxy()
-            .user_agent(concat!("modelbus/", env!("CARGO_PKG_VERSION")));
-        if !cfg.allow_private {
-            builder = builder.dns_resolver(Arc::new(guard::GuardedResolver));
-        }
+        let builder = outbound::client(cfg.timeout, cfg.allow_private);
         let client = builder.build().map_err(|e| open_err(format!("HTTP client: {e}")))?;
         Ok(WebhookSink {
             client,
@@ -164,26 +156,11 @@ impl WebhookSink {
     /// timed out / unreachable (transient). The message leaves the URL
     /// out (its query may hold a token).
     fn request_error(&self, e: reqwest::Error) -> SinkError {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if let Some(b) = s.downcast_ref::<guard::Blocked>() {
-                return WebhookError::Blocked { url: self.shown.clone(), reason: b.to_string() }.into();
-            }
-            source = s.source();
+        match outbound::no_answer(e) {
+            outbound::NoAnswer::Blocked(reason) => WebhookError::Blocked { url: self.shown.clone(), reason },
+            outbound::NoAnswer::Unreachable(reason) => WebhookError::Unreachable { url: self.shown.clone(), reason },
         }
-        let timeout = e.is_timeout();
-        let e = e.without_url();
-        let mut reason = e.to_string();
-        let mut source = std::error::Error::source(&e);
-        while let Some(s) = source {
-            reason.push_str(": ");
-            reason.push_str(&s.to_string());
-            source = s.source();
-        }
-        if timeout && !reason.contains("timed out") {
-            reason = format!("timed out: {reason}");
-        }
-        WebhookError::Unreachable { url: self.shown.clone(), reason }.into()
+        .into()
     }
 }
 
